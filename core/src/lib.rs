@@ -11,6 +11,8 @@
 
 pub mod rng;
 pub mod stun;
+pub mod time;
 pub mod transmit;
 
+pub use time::Timeout;
 pub use transmit::{Transmit, Transport};

@@ -17,7 +17,10 @@ mod integrity;
 mod message;
 mod nat_behaviour;
 mod password;
+mod rto;
+mod server;
 mod text;
+mod transaction;
 
 pub use address::{
     AlternateServer, ChangedAddress, MappedAddress, OtherAddress, ResponseOrigin, SourceAddress,
@@ -35,4 +38,9 @@ pub use integrity::{INTEGRITY_LEN, INTEGRITY_SHA256_LEN, IntegrityKey};
 pub use message::{Attributes, Message, message_len};
 pub use nat_behaviour::{ChangeRequest, Padding, ResponsePort};
 pub use password::{PasswordAlgorithm, PasswordAlgorithmKind, PasswordAlgorithms, UserHash};
+pub use rto::RtoEstimator;
+pub use server::{Dropped, ServerConfig, ServerConfigError, ServerStats, StunServer};
 pub use text::{Nonce, Realm, Software, Username};
+pub use transaction::{
+    ClientTransaction, Ignored, NotARequest, ResponseSource, TransactionConfig, TransactionEvent,
+};
