@@ -99,8 +99,18 @@ impl<'a> Attribute<'a> for ErrorCode<'a> {
 }
 
 /// UNKNOWN-ATTRIBUTES: the comprehension-required types a 420 response refused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Two values are equal when they list the same types, whether decoded or built.
+#[derive(Debug, Clone, Copy)]
 pub struct UnknownAttributes<'a>(Repr<'a>);
+
+impl PartialEq for UnknownAttributes<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for UnknownAttributes<'_> {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Repr<'a> {
@@ -179,5 +189,24 @@ mod tests {
         assert!(ErrorCode::new(200, "").is_err());
         assert!(ErrorCode::decode(&[0, 0, 4, 100], &ctx).is_err());
         assert!(ErrorCode::decode(&[0, 0, 2, 0], &ctx).is_err());
+    }
+
+    #[test]
+    fn unknown_attributes_equality_ignores_representation() {
+        let ctx = HeaderContext {
+            cookie: MAGIC_COOKIE,
+            transaction_id: TransactionId::new([0; 12]),
+        };
+        let types = [AttrType(0x0031), AttrType::USERNAME];
+        let built = UnknownAttributes::new(&types).unwrap();
+        let mut buf = vec![0; built.encoded_len()];
+        built.encode(&mut buf, &ctx);
+        let decoded = UnknownAttributes::decode(&buf, &ctx).unwrap();
+        assert_eq!(decoded, built);
+        assert_eq!(
+            UnknownAttributes::decode(&[], &ctx).unwrap(),
+            UnknownAttributes::new(&[]).unwrap()
+        );
+        assert_ne!(decoded, UnknownAttributes::new(&types[..1]).unwrap());
     }
 }

@@ -96,8 +96,19 @@ impl<'a> Attribute<'a> for PasswordAlgorithm<'a> {
 
 /// PASSWORD-ALGORITHMS: the algorithms a server offers, in its order of preference
 /// (RFC 8489 §14.11).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// Two values are equal when they offer the same algorithms in the same order, whether
+/// decoded or built.
+#[derive(Debug, Clone, Copy)]
 pub struct PasswordAlgorithms<'a>(Repr<'a>);
+
+impl PartialEq for PasswordAlgorithms<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for PasswordAlgorithms<'_> {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Repr<'a> {
@@ -201,5 +212,36 @@ impl<'a> Attribute<'a> for UserHash {
 
     fn encode(&self, out: &mut [u8], _ctx: &HeaderContext) {
         out.copy_from_slice(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stun::header::{MAGIC_COOKIE, TransactionId};
+
+    #[test]
+    fn password_algorithms_equality_ignores_representation() {
+        let ctx = HeaderContext {
+            cookie: MAGIC_COOKIE,
+            transaction_id: TransactionId::new([0; 12]),
+        };
+        let list = [
+            PasswordAlgorithm::new(PasswordAlgorithmKind::Sha256),
+            PasswordAlgorithm {
+                kind: PasswordAlgorithmKind::Unknown(9),
+                params: &[1, 2, 3],
+            },
+        ];
+        let built = PasswordAlgorithms::new(&list).unwrap();
+        let mut buf = vec![0; built.encoded_len()];
+        built.encode(&mut buf, &ctx);
+        let decoded = PasswordAlgorithms::decode(&buf, &ctx).unwrap();
+        assert_eq!(decoded, built);
+        assert_eq!(
+            PasswordAlgorithms::decode(&[], &ctx).unwrap(),
+            PasswordAlgorithms::new(&[]).unwrap()
+        );
+        assert_ne!(decoded, PasswordAlgorithms::new(&list[..1]).unwrap());
     }
 }
