@@ -1,0 +1,105 @@
+//! Command-line syntax. Subcommand and flag names are the product's interface: keep them.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::{Args, Parser, Subcommand};
+
+/// The default STUN port (RFC 8489 §18.2... IANA: 3478).
+pub const STUN_PORT: u16 = 3478;
+
+/// p2pd: direct connections between computers behind NATs.
+#[derive(Debug, Parser)]
+#[command(name = "p2pd", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a STUN server (RFC 8489); with --alternate, an RFC 5780 NAT behaviour
+    /// discovery server on both addresses × PORT and PORT+1.
+    StunServer(StunServerArgs),
+    /// Ask a STUN server for this host's mapped (external) address.
+    Stun(StunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StunServerArgs {
+    /// Primary address: IP or IP:PORT (port 3478 by default; 0 picks a free port).
+    #[arg(long, value_parser = parse_host_port)]
+    pub primary: SocketAddr,
+    /// Alternate IP for RFC 5780: the server also listens on it, and on PORT+1 of both.
+    #[arg(long)]
+    pub alternate: Option<IpAddr>,
+    /// Print the listening addresses as one JSON line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StunArgs {
+    /// The server: IP or IP:PORT (port 3478 by default).
+    #[arg(value_parser = parse_host_port)]
+    pub server: SocketAddr,
+    /// Local address to send from (default: any address of the server's family, a free port).
+    #[arg(long)]
+    pub local: Option<SocketAddr>,
+    /// Ask the server to answer from its alternate IP (RFC 5780 CHANGE-REQUEST).
+    #[arg(long)]
+    pub change_ip: bool,
+    /// Ask the server to answer from its alternate port (RFC 5780 CHANGE-REQUEST).
+    #[arg(long)]
+    pub change_port: bool,
+    /// Initial retransmission timeout in milliseconds (RFC 8489 default 500).
+    #[arg(long, default_value_t = 500)]
+    pub rto_ms: u64,
+    /// Requests to send before giving up (RFC 8489 default 7).
+    #[arg(long, default_value_t = 7)]
+    pub tries: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `IP`, `IP:PORT` or `[IPv6]:PORT`, defaulting the port to 3478.
+pub fn parse_host_port(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let ip = s.trim_start_matches('[').trim_end_matches(']');
+    ip.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, STUN_PORT))
+        .map_err(|_| format!("'{s}' is not IP, IP:PORT or [IPv6]:PORT"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port_forms() {
+        assert_eq!(
+            parse_host_port("192.0.2.1").unwrap(),
+            "192.0.2.1:3478".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("192.0.2.1:9").unwrap(),
+            "192.0.2.1:9".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("::1").unwrap(),
+            "[::1]:3478".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("[::1]").unwrap(),
+            "[::1]:3478".parse().unwrap()
+        );
+        assert_eq!(
+            parse_host_port("[::1]:5").unwrap(),
+            "[::1]:5".parse().unwrap()
+        );
+        assert!(parse_host_port("stun.example").is_err());
+        assert!(parse_host_port("1.2.3.4:99999").is_err());
+    }
+}

@@ -1,0 +1,36 @@
+//! The `p2pd` command: STUN server and client today; the node, daemon and demo later.
+
+mod cli;
+mod stun_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("p2pd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async {
+        match cli.command {
+            cli::Command::StunServer(args) => stun_cmd::server(args).await,
+            cli::Command::Stun(args) => stun_cmd::client(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("p2pd: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

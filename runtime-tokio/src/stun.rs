@@ -1,0 +1,371 @@
+//! STUN over tokio UDP: one Binding transaction as a client, and the Binding / RFC 5780
+//! responder as a server.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2pd_core::Transport;
+use p2pd_core::rng::Rng;
+use p2pd_core::stun::{
+    ChangeRequest, ClientTransaction, ErrorCode, Message, MessageBuilder, MessageType,
+    OtherAddress, ResponseOrigin, ResponseSource, ServerConfig, ServerConfigError, Software,
+    StunError, StunServer, TransactionConfig, TransactionEvent, TransactionId,
+};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+
+use crate::net::bind_udp;
+
+/// What to ask a STUN server.
+#[derive(Debug, Clone)]
+pub struct BindingRequest {
+    /// The server.
+    pub server: SocketAddr,
+    /// RFC 5780 CHANGE-REQUEST flags (none by default).
+    pub change: ChangeRequest,
+    /// Where the response must come from: the server itself, or its alternate address
+    /// after a CHANGE-REQUEST.
+    pub expect_from: ResponseSource,
+    /// Retransmission schedule.
+    pub config: TransactionConfig,
+}
+
+impl BindingRequest {
+    /// A plain Binding request to `server` with the RFC's retransmission defaults.
+    pub fn to(server: SocketAddr) -> Self {
+        BindingRequest {
+            server,
+            change: ChangeRequest::default(),
+            expect_from: ResponseSource::Destination,
+            config: TransactionConfig::default(),
+        }
+    }
+}
+
+/// A successful Binding exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingResponse {
+    /// Our address as the server saw it (XOR-MAPPED-ADDRESS or MAPPED-ADDRESS).
+    pub mapped: SocketAddr,
+    /// Where the response came from.
+    pub source: SocketAddr,
+    /// The local socket address used.
+    pub local: SocketAddr,
+    /// RESPONSE-ORIGIN, if the server is an RFC 5780 server.
+    pub response_origin: Option<SocketAddr>,
+    /// OTHER-ADDRESS (or RFC 3489 CHANGED-ADDRESS): the server's alternate address.
+    pub other_address: Option<SocketAddr>,
+    /// Round trip, when unambiguous (no retransmission).
+    pub rtt: Option<Duration>,
+    /// Time from first send to the response.
+    pub elapsed: Duration,
+    /// How many times the request was sent.
+    pub sends: u32,
+}
+
+/// Why a Binding exchange failed. Every variant names the server.
+#[derive(Debug, thiserror::Error)]
+pub enum StunClientError {
+    /// The socket failed.
+    #[error("STUN to {server}: socket error: {source}")]
+    Io {
+        /// The server.
+        server: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// No answer in time.
+    #[error(
+        "STUN server {server} did not answer: {sends} requests over {elapsed:.1?} (is it running, and is UDP to it allowed?)"
+    )]
+    Timeout {
+        /// The server.
+        server: SocketAddr,
+        /// How long we waited.
+        elapsed: Duration,
+        /// How many requests were sent.
+        sends: u32,
+    },
+    /// The server answered with an error.
+    #[error("STUN server {server} refused the request: {code} {reason}")]
+    ErrorResponse {
+        /// The server.
+        server: SocketAddr,
+        /// The STUN error code.
+        code: u16,
+        /// Its reason phrase.
+        reason: String,
+    },
+    /// The response was unusable.
+    #[error("STUN server {server} sent an unusable response: {problem}")]
+    BadResponse {
+        /// The server.
+        server: SocketAddr,
+        /// What was wrong.
+        problem: String,
+    },
+}
+
+/// Builds an encoded Binding request with a fresh transaction ID.
+pub fn binding_request_bytes(change: ChangeRequest, rng: &mut Rng) -> Result<Vec<u8>, StunError> {
+    let mut buf = [0u8; 128];
+    let mut b = MessageBuilder::new(
+        &mut buf,
+        MessageType::BINDING_REQUEST,
+        TransactionId::random(rng),
+    )?;
+    if change.change_ip || change.change_port {
+        b.add(&change)?;
+    }
+    b.add(&Software::new(concat!("p2pd ", env!("CARGO_PKG_VERSION")))?)?;
+    b.add_fingerprint()?;
+    Ok(b.finish().to_vec())
+}
+
+/// Runs one Binding transaction on `socket`.
+///
+/// Ends by the transaction's own deadline at the latest: with the RFC defaults 39.5 s,
+/// less with a shorter [`TransactionConfig`]. Packets that are not the response (stray
+/// datagrams, spoofed sources, other transactions) are ignored.
+pub async fn binding(
+    socket: &UdpSocket,
+    request: &BindingRequest,
+    rng: &mut Rng,
+) -> Result<BindingResponse, StunClientError> {
+    let server = request.server;
+    let io_err = |source| StunClientError::Io { server, source };
+    let local = socket.local_addr().map_err(io_err)?;
+    let bytes =
+        binding_request_bytes(request.change, rng).map_err(|e| StunClientError::BadResponse {
+            server,
+            problem: e.to_string(),
+        })?;
+    let mut t = ClientTransaction::new(now(), bytes, Transport::Udp, local, server, request.config)
+        .map_err(|e| StunClientError::BadResponse {
+            server,
+            problem: e.to_string(),
+        })?
+        .expect_response_from(request.expect_from);
+    let mut buf = vec![0u8; 2048];
+    let mut recv_errors = 0u32;
+    loop {
+        t.handle_timeout(now());
+        while let Some(tx) = t.poll_transmit() {
+            socket
+                .send_to(tx.contents, tx.destination)
+                .await
+                .map_err(io_err)?;
+        }
+        if let Some(event) = t.poll_event() {
+            return finish(event, server, local);
+        }
+        let Some(deadline) = t.poll_timeout() else {
+            // Done without an event cannot happen; report rather than spin.
+            return Err(StunClientError::BadResponse {
+                server,
+                problem: "transaction ended without a result".into(),
+            });
+        };
+        tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok((n, from)) => {
+                    let _ = t.handle_input(now(), from, local, &buf[..n]);
+                }
+                // An ICMP error surfaced on the socket: keep waiting for the deadline,
+                // but do not spin on a socket that only returns errors.
+                Err(e) => {
+                    recv_errors += 1;
+                    if recv_errors > 64 {
+                        return Err(io_err(e));
+                    }
+                }
+            },
+            _ = sleep_until(Instant::from_std(deadline.at)) => {}
+        }
+    }
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+fn finish(
+    event: TransactionEvent,
+    server: SocketAddr,
+    local: SocketAddr,
+) -> Result<BindingResponse, StunClientError> {
+    let bad = |problem: String| StunClientError::BadResponse { server, problem };
+    match event {
+        TransactionEvent::TimedOut { elapsed, sends, .. } => Err(StunClientError::Timeout {
+            server,
+            elapsed,
+            sends,
+        }),
+        TransactionEvent::Response {
+            bytes,
+            source,
+            rtt,
+            elapsed,
+            sends,
+            ..
+        } => {
+            let msg = Message::parse(&bytes).map_err(|e| bad(e.to_string()))?;
+            if let Some(e) = msg.get::<ErrorCode>().map_err(|e| bad(e.to_string()))? {
+                return Err(StunClientError::ErrorResponse {
+                    server,
+                    code: e.code(),
+                    reason: e.reason().to_owned(),
+                });
+            }
+            let mapped = msg
+                .mapped_address()
+                .map_err(|e| bad(e.to_string()))?
+                .ok_or_else(|| bad("no XOR-MAPPED-ADDRESS or MAPPED-ADDRESS".into()))?;
+            let other_address = match msg.get::<OtherAddress>().map_err(|e| bad(e.to_string()))? {
+                Some(o) => Some(o.0),
+                None => msg
+                    .get::<p2pd_core::stun::ChangedAddress>()
+                    .map_err(|e| bad(e.to_string()))?
+                    .map(|c| c.0),
+            };
+            let response_origin = msg
+                .get::<ResponseOrigin>()
+                .map_err(|e| bad(e.to_string()))?
+                .map(|r| r.0);
+            Ok(BindingResponse {
+                mapped,
+                source,
+                local,
+                response_origin,
+                other_address,
+                rtt,
+                elapsed,
+                sends,
+            })
+        }
+    }
+}
+
+/// Why a STUN server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration is inconsistent.
+    #[error(transparent)]
+    Config(#[from] ServerConfigError),
+    /// A socket could not be bound.
+    #[error("{0} (is another server on that port, or is the address not on this host?)")]
+    Bind(io::Error),
+}
+
+/// A STUN server whose sockets are bound; [`run`](Self::run) serves until dropped.
+#[derive(Debug)]
+pub struct BoundStunServer {
+    server: StunServer,
+    sockets: Vec<Arc<UdpSocket>>,
+}
+
+impl BoundStunServer {
+    /// Binds every address `config` needs. A primary port of 0 picks a free port `P`
+    /// (and `P + 1` for the alternate) automatically.
+    pub fn bind(config: ServerConfig) -> Result<Self, ServeError> {
+        if config.primary.port() != 0 {
+            return Self::bind_exact(config);
+        }
+        // Find P with P and P+1 free on both IPs; bounded attempts.
+        let mut last = None;
+        for _ in 0..32 {
+            let probe = bind_udp(config.primary, false).map_err(ServeError::Bind)?;
+            let port = probe.local_addr().map_err(ServeError::Bind)?.port();
+            drop(probe);
+            if port == u16::MAX {
+                continue;
+            }
+            let mut c = config.clone();
+            c.primary.set_port(port);
+            if let Some(a) = c.alternate.as_mut() {
+                a.set_port(port + 1);
+            }
+            match Self::bind_exact(c) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ServeError::Bind(io::Error::other("no free port pair found"))))
+    }
+
+    fn bind_exact(config: ServerConfig) -> Result<Self, ServeError> {
+        let server = StunServer::new(config)?;
+        let sockets = server
+            .local_addresses()
+            .into_iter()
+            .map(|a| bind_udp(a, false).map(Arc::new))
+            .collect::<io::Result<Vec<_>>>()
+            .map_err(ServeError::Bind)?;
+        Ok(BoundStunServer { server, sockets })
+    }
+
+    /// The addresses being served.
+    pub fn local_addresses(&self) -> Vec<SocketAddr> {
+        self.server.local_addresses()
+    }
+
+    /// Serves forever (until the task is dropped or a socket fails fatally).
+    pub async fn run(self) -> io::Result<()> {
+        let BoundStunServer {
+            mut server,
+            sockets,
+        } = self;
+        // One receive task per socket feeds a bounded channel: a flood is dropped at the
+        // channel, never queued without bound.
+        let (tx, mut rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(256);
+        let mut readers = tokio::task::JoinSet::new();
+        for (i, s) in sockets.iter().enumerate() {
+            let (s, tx) = (Arc::clone(s), tx.clone());
+            readers.spawn(async move {
+                let mut buf = vec![0u8; 2048];
+                loop {
+                    match s.recv_from(&mut buf).await {
+                        Ok((n, from)) => {
+                            let _ = tx.try_send((i, from, buf[..n].to_vec()));
+                        }
+                        Err(e) if is_transient(&e) => continue,
+                        Err(e) => return e,
+                    }
+                }
+            });
+        }
+        drop(tx);
+        let addrs = server.local_addresses();
+        loop {
+            tokio::select! {
+                Some((i, from, bytes)) = rx.recv() => {
+                    let _ = server.handle_input(now(), Transport::Udp, from, addrs[i], &bytes);
+                    while let Some(t) = server.poll_transmit() {
+                        if let Some(j) = addrs.iter().position(|a| *a == t.source) {
+                            // A send error to one client must not stop the server.
+                            let _ = sockets[j].send_to(t.contents, t.destination).await;
+                        }
+                    }
+                }
+                Some(done) = readers.join_next() => {
+                    return Err(done.unwrap_or_else(|e| io::Error::other(e.to_string())));
+                }
+            }
+        }
+    }
+}
+
+/// Errors a UDP socket reports for one bad peer (ICMP unreachable and the like), after
+/// which it keeps working.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(113) // EHOSTUNREACH
+}
