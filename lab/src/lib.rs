@@ -12,7 +12,11 @@
 //! use std::time::Duration;
 //! use p2pd_lab::{Lab, RouterKind, SymmetricPorts, SERVER_IP1};
 //!
-//! p2pd_lab::require!(); // skip (or fail when P2PD_LAB_REQUIRED=1) without root/tools
+//! // in a #[test] fn: `p2pd_lab::require!();` skips (or fails with P2PD_LAB_REQUIRED=1)
+//! if let Some(reason) = p2pd_lab::skip_reason() {
+//!     eprintln!("skipping: {reason}");
+//!     return Ok(());
+//! }
 //! let lab = Lab::two_lans(RouterKind::HOME, RouterKind::Symmetric(SymmetricPorts::Random))?;
 //! lab.start_servers()?; // coturn + mosquitto, ready when this returns
 //! let out = lab.host(0).run(&["ping", "-c1", "-W2", &SERVER_IP1.to_string()], Duration::from_secs(5))?;

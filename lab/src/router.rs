@@ -24,11 +24,13 @@ pub enum PortAlloc {
     /// apart, others unpredictably: delta `dependent`. `d` must be coprime with
     /// 59976 (the range size) so the map stays one-to-one.
     Dependent(u16),
-    /// Each new local endpoint gets the next port of a counter: delta `independent`.
-    Sequential,
     /// A fixed random permutation of the range (seeded): delta `random`.
     Random(u64),
 }
+
+/// First port and number of ports of the sequential symmetric NAT's counter.
+const SEQ_BASE: u16 = 30000;
+const SEQ_PORTS: u16 = 4096;
 
 /// How a symmetric (address-and-port-dependent mapping) NAT picks the external port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,7 +39,8 @@ pub enum SymmetricPorts {
     Random,
     /// `masquerade fully-random`: same observable behaviour as `Random`.
     FullyRandom,
-    /// `snat to WAN : numgen inc`: the next port per new flow: delta `independent` (+1).
+    /// `snat to WAN : numgen inc ...`: the next port (30000-34095, wrapping) per new
+    /// flow: delta `independent` (+1).
     Sequential,
 }
 
@@ -101,7 +104,6 @@ impl RouterKind {
             PortAlloc::Preserve => "equal",
             PortAlloc::Offset(_) => "preserving",
             PortAlloc::Dependent(_) => "dependent",
-            PortAlloc::Sequential => "independent",
             PortAlloc::Random(_) => "random",
         })
     }
@@ -149,12 +151,12 @@ pub(crate) struct RouterNet {
 }
 
 /// External port of every local port `NAT_PORTS.0 + i` under an EIM port map
-/// (`None` for `Preserve`/`Sequential`, which have no fixed map).
+/// (`None` for `Preserve`, which has no fixed map).
 pub(crate) fn port_table(alloc: PortAlloc) -> Option<Vec<u16>> {
     let n = range_len();
     let lo = u64::from(NAT_PORTS.0);
     let perm = match alloc {
-        PortAlloc::Preserve | PortAlloc::Sequential => return None,
+        PortAlloc::Preserve => return None,
         PortAlloc::Offset(d) => (0..n).map(|i| (i + u64::from(d)) % n).collect(),
         PortAlloc::Dependent(d) => (0..n).map(|i| (i * u64::from(d)) % n).collect(),
         PortAlloc::Random(seed) => permutation(seed),
@@ -210,19 +212,6 @@ pub(crate) fn ruleset(kind: RouterKind, net: &RouterNet) -> String {
     if let Some(a) = alloc {
         match a {
             PortAlloc::Preserve => {}
-            PortAlloc::Sequential => {
-                // The first packet of a new local endpoint draws the next counter value;
-                // later flows from the same endpoint reuse it (endpoint-independent).
-                sets.push_str(
-                    "  map alloc {\n    typeof ip saddr . udp sport : udp sport\n    \
-                     flags dynamic,timeout\n    timeout 10m\n  }\n",
-                );
-                let _ = writeln!(
-                    post,
-                    "    oifname \"wan0\" ip saddr {lan} meta l4proto udp add @alloc {{ ip saddr . udp sport : numgen inc mod 20000 offset 30000 }}\n    \
-                     oifname \"wan0\" ip saddr {lan} meta l4proto udp snat ip to {wan} : ip saddr . udp sport map @alloc"
-                );
-            }
             PortAlloc::Offset(_) | PortAlloc::Dependent(_) | PortAlloc::Random(_) => {
                 let elems: Vec<String> = port_table(a)
                     .unwrap_or_default()
@@ -285,9 +274,17 @@ pub(crate) fn ruleset(kind: RouterKind, net: &RouterNet) -> String {
                 match p {
                     SymmetricPorts::Random => format!("{masq} random"),
                     SymmetricPorts::FullyRandom => format!("{masq} fully-random"),
-                    SymmetricPorts::Sequential => format!(
-                        "oifname \"wan0\" ip saddr {lan} meta l4proto {{ tcp, udp }} snat ip to {wan} : numgen inc mod 20000 offset 30000\n    {masq}"
-                    ),
+                    SymmetricPorts::Sequential => {
+                        // A map from the counter to the port: numgen yields a host-order
+                        // integer, the map yields a proper (network-order) port.
+                        let elems: Vec<String> = (0..SEQ_PORTS)
+                            .map(|i| format!("{i} : {}", SEQ_BASE + i))
+                            .collect();
+                        format!(
+                            "oifname \"wan0\" ip saddr {lan} meta l4proto {{ tcp, udp }} snat ip to {wan} : numgen inc mod {SEQ_PORTS} map {{ {} }}\n    {masq}",
+                            elems.join(", ")
+                        )
+                    }
                 }
             );
         }

@@ -269,17 +269,28 @@ impl Lab {
         let ready = p
             .wait_for_log("Port forwarding is now enabled", READY_TIMEOUT)
             .and_then(|()| {
-                let want = [
-                    (
-                        Proto::Udp,
-                        SocketAddr::new(IpAddr::V4(r.lan_gateway()), NATPMP_PORT),
-                    ),
-                    (
-                        Proto::Tcp,
-                        SocketAddr::new(IpAddr::V4(r.lan_gateway()), UPNP_HTTP_PORT),
-                    ),
-                ];
-                self.await_ready(&p, r.ns(), &want)
+                // NAT-PMP/PCP on the LAN address; HTTP (IGD) on whatever address it picks.
+                let want = [(
+                    Proto::Udp,
+                    SocketAddr::new(IpAddr::V4(r.lan_gateway()), NATPMP_PORT),
+                )];
+                self.await_ready(&p, r.ns(), &want)?;
+                let http = r
+                    .ns()
+                    .listening()?
+                    .iter()
+                    .any(|(pr, a)| *pr == Proto::Tcp && a.port() == UPNP_HTTP_PORT);
+                if http {
+                    Ok(())
+                } else {
+                    Err(LabError::Server {
+                        server: "miniupnpd".into(),
+                        netns: r.ns().name().to_string(),
+                        reason: format!("nothing listens on TCP port {UPNP_HTTP_PORT}"),
+                        log: p.log_path().to_path_buf(),
+                        log_tail: p.log_tail(20),
+                    })
+                }
             });
         // Restore the requested behaviour whatever happened.
         let restored = if kind != RouterKind::HOME {

@@ -658,7 +658,65 @@ impl Lab {
                 &format!("load {:?} rules into {}", r.kind(), r.ns.name()),
             )?;
         }
-        Ok(())
+
+        // 7. The kernel activates a device's queue in its link-watch work, up to a
+        // second after carrier-up; packets sent before that are dropped (typically
+        // the first ARP request). Wait, bounded, until every link is UP.
+        self.wait_links_up(Duration::from_secs(5))
+    }
+
+    fn wait_links_up(&self, timeout: Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        // A bridge counts once a port is plugged in.
+        let has_ports = |j: usize| {
+            self.hosts.iter().any(|h| h.routers.contains(&j))
+                || self
+                    .routers
+                    .iter()
+                    .any(|r| r.upstream == Upstream::Router(j))
+        };
+        let public = self.routers.iter().any(|r| r.upstream == Upstream::Public);
+        let mut pending: Vec<(&Netns, Option<&str>)> =
+            vec![(&self.server, public.then_some("br0"))];
+        pending.extend(
+            self.routers
+                .iter()
+                .map(|r| (&r.ns, has_ports(r.index).then_some("lan0"))),
+        );
+        pending.extend(self.hosts.iter().map(|h| (&h.ns, None)));
+        loop {
+            let mut still = Vec::new();
+            for (ns, bridge) in pending {
+                let mut cmd = Command::new("ip");
+                cmd.args(["-n", ns.name(), "-br", "link", "show"]);
+                let out = process::run_ok(cmd, CONFIG_TIMEOUT, "check the lab's links")?;
+                let down = out.stdout.lines().any(|l| {
+                    let mut cols = l.split_whitespace();
+                    let name = cols.next().unwrap_or("").split('@').next().unwrap_or("");
+                    let state = cols.next().unwrap_or("");
+                    let veth = name != "lo" && name != "br0" && name != "lan0";
+                    (veth || Some(name) == bridge) && state != "UP"
+                });
+                if down {
+                    still.push((ns, bridge));
+                }
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(LabError::Timeout {
+                    what: "bring the lab's links up".into(),
+                    after: timeout,
+                    detail: format!(
+                        "still down in {:?}",
+                        still.iter().map(|(n, _)| n.name()).collect::<Vec<_>>()
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            pending = still;
+        }
     }
 
     fn upstream_ns(&self, up: Upstream) -> &Netns {
