@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod nat;
 pub mod rng;
 pub mod stun;
 pub mod time;

@@ -22,6 +22,25 @@ pub enum Command {
     StunServer(StunServerArgs),
     /// Ask a STUN server for this host's mapped (external) address.
     Stun(StunArgs),
+    /// Classify the NAT in front of this host: type, port allocation, and the facts behind them.
+    Nat(NatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NatArgs {
+    /// A STUN server, IP[:PORT]; repeat for more. RFC 5780 servers (two IPs, two ports)
+    /// are needed for the filtering tests.
+    #[arg(long = "stun", value_parser = parse_host_port)]
+    pub stun: Vec<SocketAddr>,
+    /// Also test whether the NAT hairpins.
+    #[arg(long)]
+    pub hairpin: bool,
+    /// With no answer from any server by then, UDP counts as blocked (milliseconds).
+    #[arg(long, default_value_t = 5000)]
+    pub blocked_after_ms: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

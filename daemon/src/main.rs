@@ -1,6 +1,8 @@
 //! The `p2pd` command: STUN server and client today; the node, daemon and demo later.
 
 mod cli;
+mod nat_cmd;
+mod output;
 mod stun_cmd;
 
 use std::process::ExitCode;
@@ -24,10 +26,12 @@ fn main() -> ExitCode {
         match cli.command {
             cli::Command::StunServer(args) => stun_cmd::server(args).await,
             cli::Command::Stun(args) => stun_cmd::client(args).await,
+            cli::Command::Nat(args) => nat_cmd::run(args).await,
         }
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if output::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("p2pd: {e}");
             ExitCode::FAILURE

@@ -9,6 +9,7 @@ use p2pd_tokio::stun::{BindingRequest, BindingResponse, BoundStunServer, binding
 use serde::Serialize;
 
 use crate::cli::{StunArgs, StunServerArgs};
+use crate::output;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -46,16 +47,13 @@ pub async fn server(args: StunServerArgs) -> Result<()> {
             listening: Vec<SocketAddr>,
             rfc5780: bool,
         }
-        println!(
-            "{}",
-            serde_json::to_string(&Listening {
-                listening: addrs.clone(),
-                rfc5780: addrs.len() == 4,
-            })?
-        );
+        output::line(serde_json::to_string(&Listening {
+            listening: addrs.clone(),
+            rfc5780: addrs.len() == 4,
+        })?)?;
     } else {
         for a in &addrs {
-            println!("listening on udp {a}");
+            output::line(format!("listening on udp {a}"))?;
         }
     }
     tokio::select! {
@@ -156,14 +154,14 @@ fn print(args: &StunArgs, server: SocketAddr, r: &BindingResponse) -> Result<()>
             rtt_ms: r.rtt.map(|d| d.as_secs_f64() * 1e3),
             sends: r.sends,
         };
-        println!("{}", serde_json::to_string(&out)?);
+        output::line(serde_json::to_string(&out)?)?;
     } else {
-        println!("mapped address: {}", r.mapped);
+        output::line(format!("mapped address: {}", r.mapped))?;
         if let Some(o) = r.other_address {
-            println!("other address:  {o}");
+            output::line(format!("other address:  {o}"))?;
         }
         if r.source != server {
-            println!("answered from:  {}", r.source);
+            output::line(format!("answered from:  {}", r.source))?;
         }
     }
     Ok(())

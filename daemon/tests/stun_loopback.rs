@@ -1,10 +1,10 @@
 //! `p2pd stun-server` on real loopback UDP sockets (127.0.0.1 and 127.0.0.2), queried by
 //! core's client transaction through the tokio adapter and by `p2pd stun`.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::Duration;
 
 use p2pd_core::rng::Rng;
@@ -12,53 +12,7 @@ use p2pd_core::stun::{ChangeRequest, ResponseSource, TransactionConfig};
 use p2pd_tokio::net::bind_udp;
 use p2pd_tokio::stun::{BindingRequest, StunClientError, binding};
 
-const BIN: &str = env!("CARGO_BIN_EXE_p2pd");
-
-/// A running `p2pd stun-server`, killed when dropped (also when a test panics).
-struct Server {
-    child: Child,
-    addrs: Vec<SocketAddr>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(args: &[&str]) -> Server {
-    let mut child = Command::new(BIN)
-        .arg("stun-server")
-        .args(args)
-        .arg("--json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn p2pd");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let mut server = Server {
-        child,
-        addrs: vec![],
-    };
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("p2pd stun-server printed no address within 20 s");
-    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON listening line");
-    server.addrs = v["listening"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a.as_str().unwrap().parse().unwrap())
-        .collect();
-    server
-}
+use common::{BIN, start_server};
 
 fn quick() -> TransactionConfig {
     TransactionConfig {

@@ -5,6 +5,8 @@
 //! sends what they emit from the source address they name, and sleeps until their
 //! `poll_timeout`.
 
+pub mod nat;
 pub mod net;
 pub mod rng;
+pub mod socket_set;
 pub mod stun;

@@ -3,7 +3,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use p2pd_core::Transport;
@@ -14,10 +13,10 @@ use p2pd_core::stun::{
     StunError, StunServer, TransactionConfig, TransactionEvent, TransactionId,
 };
 use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
 use crate::net::bind_udp;
+use crate::socket_set::SocketSet;
 
 /// What to ask a STUN server.
 #[derive(Debug, Clone)]
@@ -264,7 +263,7 @@ pub enum ServeError {
 #[derive(Debug)]
 pub struct BoundStunServer {
     server: StunServer,
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<UdpSocket>,
 }
 
 impl BoundStunServer {
@@ -301,7 +300,7 @@ impl BoundStunServer {
         let sockets = server
             .local_addresses()
             .into_iter()
-            .map(|a| bind_udp(a, false).map(Arc::new))
+            .map(|a| bind_udp(a, false))
             .collect::<io::Result<Vec<_>>>()
             .map_err(ServeError::Bind)?;
         Ok(BoundStunServer { server, sockets })
@@ -318,54 +317,15 @@ impl BoundStunServer {
             mut server,
             sockets,
         } = self;
-        // One receive task per socket feeds a bounded channel: a flood is dropped at the
-        // channel, never queued without bound.
-        let (tx, mut rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(256);
-        let mut readers = tokio::task::JoinSet::new();
-        for (i, s) in sockets.iter().enumerate() {
-            let (s, tx) = (Arc::clone(s), tx.clone());
-            readers.spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                loop {
-                    match s.recv_from(&mut buf).await {
-                        Ok((n, from)) => {
-                            let _ = tx.try_send((i, from, buf[..n].to_vec()));
-                        }
-                        Err(e) if is_transient(&e) => continue,
-                        Err(e) => return e,
-                    }
-                }
-            });
-        }
-        drop(tx);
         let addrs = server.local_addresses();
+        let mut set = SocketSet::new(addrs.iter().copied().zip(sockets).collect());
         loop {
-            tokio::select! {
-                Some((i, from, bytes)) = rx.recv() => {
-                    let _ = server.handle_input(now(), Transport::Udp, from, addrs[i], &bytes);
-                    while let Some(t) = server.poll_transmit() {
-                        if let Some(j) = addrs.iter().position(|a| *a == t.source) {
-                            // A send error to one client must not stop the server.
-                            let _ = sockets[j].send_to(t.contents, t.destination).await;
-                        }
-                    }
-                }
-                Some(done) = readers.join_next() => {
-                    return Err(done.unwrap_or_else(|e| io::Error::other(e.to_string())));
-                }
+            let (from, local, bytes) = set.recv().await?;
+            let _ = server.handle_input(now(), Transport::Udp, from, local, &bytes);
+            while let Some(t) = server.poll_transmit() {
+                // A send error to one client must not stop the server.
+                let _ = set.send(t.source, t.destination, t.contents).await;
             }
         }
     }
-}
-
-/// Errors a UDP socket reports for one bad peer (ICMP unreachable and the like), after
-/// which it keeps working.
-fn is_transient(e: &io::Error) -> bool {
-    matches!(
-        e.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || e.raw_os_error() == Some(113) // EHOSTUNREACH
 }
