@@ -310,7 +310,7 @@ impl Network {
     /// The endpoint on `host`, if it is an `E`.
     pub fn endpoint<E: Endpoint + 'static>(&self, host: HostId) -> Option<&E> {
         let app = self.hosts.get(host.index())?.app.as_ref()?;
-        app.as_any().downcast_ref()
+        app.as_ref().as_any().downcast_ref()
     }
 
     /// Calls `f` on the endpoint on `host` (if it is an `E`) with the current virtual time,
@@ -322,7 +322,7 @@ impl Network {
         f: impl FnOnce(&mut E, Instant) -> R,
     ) -> Option<R> {
         let app = self.hosts.get(host.index())?.app.as_ref()?;
-        app.as_any().downcast_ref::<E>()?;
+        app.as_ref().as_any().downcast_ref::<E>()?;
         self.service(host, |app, now| {
             app.as_any_mut().downcast_mut::<E>().map(|e| f(e, now))
         })
