@@ -35,6 +35,7 @@ pub mod prereq;
 mod process;
 mod router;
 mod servers;
+pub mod tools;
 mod topology;
 
 pub use error::{LabError, Result};

@@ -82,22 +82,7 @@ pub fn delivered(
 
 /// The "NAT with ... Mapping/Filtering" verdicts of `turnutils_natdiscovery -m -f`.
 pub fn natdiscovery(ns: &Netns) -> (Option<String>, Option<String>, String) {
-    let out = ns
-        .run(
-            &[
-                "turnutils_natdiscovery",
-                "-m",
-                "-f",
-                &p2pd_lab::SERVER_IP1.to_string(),
-            ],
-            Duration::from_secs(60),
-        )
+    let d = p2pd_lab::tools::natdiscovery(ns, &p2pd_lab::SERVER_IP1.to_string())
         .expect("run turnutils_natdiscovery");
-    let text = out.combined();
-    let find = |what: &str| {
-        text.lines()
-            .find(|l| l.contains(what) && l.contains("NAT with"))
-            .map(|l| l.trim().trim_end_matches('!').to_string())
-    };
-    (find("Mapping"), find("Filtering"), text)
+    (d.mapping, d.filtering, d.text)
 }
