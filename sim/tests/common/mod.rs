@@ -159,3 +159,51 @@ pub fn socket(net: &mut Network, host: HostId) -> SocketAddr {
     let ip = net.host_ip(host).unwrap();
     SocketAddr::new(ip, net.free_port(host, ip).unwrap())
 }
+
+/// The benchmark scenario: ten hosts, each behind its own NAT or firewall (all seven types),
+/// each sending five Binding requests the way a classifier would — about a hundred
+/// datagrams in all. Returns the network after it ran to idle.
+pub fn hundred_packets(seed: u64) -> Network {
+    use p2pd_core::nat::{DeltaKind, NatType};
+    use p2pd_sim::{HostConfig, RouterConfig, Stop};
+
+    let kinds = [
+        (NatType::OpenInternet, DeltaKind::Equal),
+        (NatType::SymmetricUdpFirewall, DeltaKind::Equal),
+        (NatType::FullCone, DeltaKind::Equal),
+        (NatType::RestrictedCone, DeltaKind::Preserving),
+        (NatType::PortRestrictedCone, DeltaKind::Random),
+        (NatType::Symmetric, DeltaKind::Independent),
+        (NatType::Symmetric, DeltaKind::Dependent),
+        (NatType::Symmetric, DeltaKind::Random),
+        (NatType::PortRestrictedCone, DeltaKind::Equal),
+        (NatType::Blocked, DeltaKind::Equal),
+    ];
+    let probes = [
+        (PRIMARY, false, false),
+        (ALTERNATE, false, false),
+        (PRIMARY, true, true),
+        (PRIMARY, false, true),
+        ("203.0.113.1:3479", false, false),
+    ];
+    let mut net = Network::new(seed);
+    net.add_stun_server(stun_config()).unwrap();
+    for (t, k) in kinds {
+        let r = net.add_router(RouterConfig::for_type(t, k, 2)).unwrap();
+        let h = net.add_host(HostConfig::behind(r)).unwrap();
+        let mut p = Probe::new(seed);
+        let ip = net.host_ip(h).unwrap();
+        let base = net.free_port_range(h, ip, probes.len() as u16).unwrap();
+        for (i, (server, change_ip, change_port)) in probes.into_iter().enumerate() {
+            let change = p2pd_core::stun::ChangeRequest {
+                change_ip,
+                change_port,
+            };
+            p.request(SocketAddr::new(ip, base + i as u16), addr(server), change);
+        }
+        net.attach(h, p).unwrap();
+    }
+    let deadline = net.now() + Duration::from_secs(10);
+    assert_eq!(net.run_until(deadline, 100_000), Stop::Idle);
+    net
+}
