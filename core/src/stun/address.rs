@@ -11,6 +11,7 @@ const FAMILY_V4: u8 = 0x01;
 const FAMILY_V6: u8 = 0x02;
 
 /// Decodes the common address layout: reserved byte, family, port, address.
+#[inline(always)]
 fn decode_plain(typ: AttrType, v: &[u8]) -> Result<SocketAddr, StunError> {
     let bad = |reason| StunError::BadAttribute { typ, reason };
     let port = be16(v, 2).ok_or_else(|| bad("shorter than 4 bytes"))?;
@@ -28,10 +29,12 @@ fn decode_plain(typ: AttrType, v: &[u8]) -> Result<SocketAddr, StunError> {
     }
 }
 
+#[inline]
 fn plain_len(a: &SocketAddr) -> usize {
     if a.is_ipv4() { 8 } else { 20 }
 }
 
+#[inline]
 fn encode_plain(a: &SocketAddr, out: &mut [u8]) {
     out[0] = 0;
     out[2..4].copy_from_slice(&a.port().to_be_bytes());
@@ -49,6 +52,7 @@ fn encode_plain(a: &SocketAddr, out: &mut [u8]) {
 
 /// XORs an address with the cookie (and, for IPv6, the transaction ID) in place: the
 /// operation is its own inverse (RFC 8489 §14.2).
+#[inline(always)]
 fn xor(a: SocketAddr, ctx: &HeaderContext) -> SocketAddr {
     let cookie = ctx.cookie.to_be_bytes();
     let port = a.port() ^ u16::from_be_bytes([cookie[0], cookie[1]]);
@@ -79,15 +83,18 @@ macro_rules! address_attribute {
         impl<'a> Attribute<'a> for $name {
             const TYPE: AttrType = AttrType::$typ;
 
+            #[inline(always)]
             fn decode(value: &'a [u8], ctx: &HeaderContext) -> Result<Self, StunError> {
                 let map: fn(SocketAddr, &HeaderContext) -> SocketAddr = $map;
                 decode_plain(Self::TYPE, value).map(|a| $name(map(a, ctx)))
             }
 
+            #[inline]
             fn encoded_len(&self) -> usize {
                 plain_len(&self.0)
             }
 
+            #[inline]
             fn encode(&self, out: &mut [u8], ctx: &HeaderContext) {
                 let map: fn(SocketAddr, &HeaderContext) -> SocketAddr = $map;
                 encode_plain(&map(self.0, ctx), out);

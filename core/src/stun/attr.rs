@@ -161,6 +161,7 @@ pub(crate) fn bad<'a, A: Attribute<'a>>(reason: &'static str) -> StunError {
 }
 
 /// Reads a big-endian u16 at `at`, if the slice is long enough.
+#[inline]
 pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
     match b.get(at..at + 2) {
         Some(&[x, y]) => Some(u16::from_be_bytes([x, y])),
@@ -169,6 +170,7 @@ pub(crate) fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 /// Reads a big-endian u32 at `at`, if the slice is long enough.
+#[inline]
 pub(crate) fn be32(b: &[u8], at: usize) -> Option<u32> {
     match b.get(at..at + 4) {
         Some(&[w, x, y, z]) => Some(u32::from_be_bytes([w, x, y, z])),

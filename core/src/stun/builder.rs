@@ -40,6 +40,7 @@ pub struct MessageBuilder<'b> {
 
 impl<'b> MessageBuilder<'b> {
     /// Starts an RFC 8489 message (magic cookie) of type `typ`.
+    #[inline]
     pub fn new(
         buf: &'b mut [u8],
         typ: MessageType,
@@ -50,6 +51,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Starts a message whose cookie field is `cookie`: [`MAGIC_COOKIE`] normally, or the
     /// first 32 bits of an RFC 3489 request's 128-bit transaction ID when answering one.
+    #[inline]
     pub fn with_cookie(
         buf: &'b mut [u8],
         typ: MessageType,
@@ -87,6 +89,7 @@ impl<'b> MessageBuilder<'b> {
 
     /// Reserves an attribute of `value_len` bytes (plus zero padding), advances the
     /// length field, and returns the value slice to fill.
+    #[inline]
     fn reserve(&mut self, typ: AttrType, value_len: usize) -> Result<&mut [u8], StunError> {
         let padded = (value_len + 3) & !3;
         let end = self.len + 4 + padded;
@@ -100,14 +103,20 @@ impl<'b> MessageBuilder<'b> {
             });
         }
         let start = self.len;
-        self.buf[start..start + 2].copy_from_slice(&typ.0.to_be_bytes());
-        self.buf[start + 2..start + 4].copy_from_slice(&(value_len as u16).to_be_bytes());
-        self.buf[start + 4 + value_len..end].fill(self.padding);
+        let [t0, t1] = typ.0.to_be_bytes();
+        let [l0, l1] = (value_len as u16).to_be_bytes();
+        self.buf[start..start + 4].copy_from_slice(&[t0, t1, l0, l1]);
+        if padded != value_len {
+            // Pad the whole last word with one fixed-size store (a `fill` of 1 to 3 bytes
+            // is a call to memset); the value, written after this, overwrites its head.
+            self.buf[end - 4..end].copy_from_slice(&[self.padding; 4]);
+        }
         self.buf[2..4].copy_from_slice(&((end - HEADER_LEN) as u16).to_be_bytes());
         self.len = end;
         Ok(&mut self.buf[start + 4..start + 4 + value_len])
     }
 
+    #[inline]
     fn open_for(&self, typ: AttrType) -> Result<(), StunError> {
         if self.stage == Stage::Attributes {
             Ok(())
@@ -117,6 +126,7 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Appends a typed attribute.
+    #[inline]
     pub fn add<'x, A: Attribute<'x>>(&mut self, attr: &A) -> Result<&mut Self, StunError> {
         self.open_for(A::TYPE)?;
         let ctx = self.ctx;
@@ -125,6 +135,7 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Appends an attribute from its type and raw value (for types without a codec).
+    #[inline]
     pub fn add_raw(&mut self, typ: AttrType, value: &[u8]) -> Result<&mut Self, StunError> {
         self.open_for(typ)?;
         self.reserve(typ, value.len())?.copy_from_slice(value);
@@ -132,6 +143,7 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Appends MESSAGE-INTEGRITY: HMAC-SHA1 over everything so far (RFC 8489 §14.5).
+    #[inline]
     pub fn add_integrity(&mut self, key: &IntegrityKey) -> Result<&mut Self, StunError> {
         self.open_for(AttrType::MESSAGE_INTEGRITY)?;
         let at = self.len;
@@ -159,6 +171,7 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Appends FINGERPRINT, which must be last (RFC 8489 §14.7).
+    #[inline]
     pub fn add_fingerprint(&mut self) -> Result<&mut Self, StunError> {
         if self.stage == Stage::AfterFingerprint {
             return Err(StunError::AttributeAfterIntegrity {
@@ -174,16 +187,19 @@ impl<'b> MessageBuilder<'b> {
     }
 
     /// Bytes written so far.
+    #[inline]
     pub fn len(&self) -> usize {
         self.len
     }
 
     /// Whether only the header has been written.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len == HEADER_LEN
     }
 
     /// Ends the message and returns its bytes.
+    #[inline]
     pub fn finish(self) -> &'b [u8] {
         let MessageBuilder { buf, len, .. } = self;
         &buf[..len]

@@ -35,6 +35,21 @@ pub struct Message<'a> {
     integrity: Option<usize>,
     integrity_sha256: Option<usize>,
     fingerprint: Option<usize>,
+    /// Offsets of the first usable XOR-MAPPED-ADDRESS and MAPPED-ADDRESS (0 when absent),
+    /// found during the walk so that [`Message::get`] of the reflexive address, the one
+    /// lookup every Binding response needs, does not walk the attributes again.
+    xor_mapped: u32,
+    mapped: u32,
+}
+
+/// What [`walk`] finds: where the special attributes are.
+struct Layout {
+    trusted_end: usize,
+    integrity: Option<usize>,
+    integrity_sha256: Option<usize>,
+    fingerprint: Option<usize>,
+    xor_mapped: u32,
+    mapped: u32,
 }
 
 impl std::fmt::Debug for Message<'_> {
@@ -61,6 +76,7 @@ impl<'a> Message<'a> {
     /// (one UDP datagram, or one frame cut with [`message_len`]).
     ///
     /// Messages whose cookie is not the magic cookie are accepted as RFC 3489 messages.
+    #[inline(always)]
     pub fn parse(buf: &'a [u8]) -> Result<Self, StunError> {
         let header: &[u8; HEADER_LEN] = buf
             .first_chunk()
@@ -78,104 +94,60 @@ impl<'a> Message<'a> {
             });
         }
         let cookie = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-        let mut id = [0u8; 12];
-        id.copy_from_slice(&header[8..20]);
-        let mut msg = Message {
+        let [.., i0, i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11] = *header;
+        let id = [i0, i1, i2, i3, i4, i5, i6, i7, i8, i9, i10, i11];
+        // Built once from locals: a Message filled in field by field through `&mut self`
+        // made every caller's copy of it stall on store forwarding.
+        let layout = walk(buf)?;
+        Ok(Message {
             buf,
             typ,
             ctx: HeaderContext {
                 cookie,
                 transaction_id: TransactionId::new(id),
             },
-            trusted_end: buf.len(),
-            integrity: None,
-            integrity_sha256: None,
-            fingerprint: None,
-        };
-        msg.walk()?;
-        Ok(msg)
-    }
-
-    /// Checks every attribute's bounds and the placement rules of the integrity and
-    /// fingerprint attributes, recording where they are.
-    fn walk(&mut self) -> Result<(), StunError> {
-        let mut at = HEADER_LEN;
-        let mut sealed = false; // an integrity attribute has been seen
-        while at < self.buf.len() {
-            if self.fingerprint.is_some() {
-                return Err(StunError::FingerprintNotLast);
-            }
-            let typ = AttrType(be16(self.buf, at).unwrap_or(0));
-            let len = usize::from(
-                be16(self.buf, at + 2).ok_or(StunError::TruncatedAttribute { typ, offset: at })?,
-            );
-            let next = at + 4 + ((len + 3) & !3);
-            if next > self.buf.len() {
-                return Err(StunError::TruncatedAttribute { typ, offset: at });
-            }
-            let bad = |reason| StunError::BadAttribute { typ, reason };
-            match typ {
-                AttrType::MESSAGE_INTEGRITY if !sealed => {
-                    if len != INTEGRITY_LEN {
-                        return Err(bad("must be 20 bytes"));
-                    }
-                    self.integrity = Some(at);
-                    self.trusted_end = at;
-                    sealed = true;
-                }
-                AttrType::MESSAGE_INTEGRITY_SHA256 if self.integrity_sha256.is_none() => {
-                    if !(16..=32).contains(&len) || len % 4 != 0 {
-                        return Err(bad("must be 16 to 32 bytes, a multiple of 4"));
-                    }
-                    self.integrity_sha256 = Some(at);
-                    if !sealed {
-                        self.trusted_end = at;
-                    }
-                    sealed = true;
-                }
-                AttrType::FINGERPRINT => {
-                    if len != 4 {
-                        return Err(bad("must be 4 bytes"));
-                    }
-                    self.fingerprint = Some(at);
-                    if !sealed {
-                        self.trusted_end = at;
-                    }
-                }
-                _ => {}
-            }
-            at = next;
-        }
-        Ok(())
+            trusted_end: layout.trusted_end,
+            integrity: layout.integrity,
+            integrity_sha256: layout.integrity_sha256,
+            fingerprint: layout.fingerprint,
+            xor_mapped: layout.xor_mapped,
+            mapped: layout.mapped,
+        })
     }
 
     /// The message type.
+    #[inline]
     pub fn message_type(&self) -> MessageType {
         self.typ
     }
 
     /// The transaction ID.
+    #[inline]
     pub fn transaction_id(&self) -> TransactionId {
         self.ctx.transaction_id
     }
 
     /// Cookie and transaction ID, as attribute codecs need them.
+    #[inline]
     pub fn context(&self) -> &HeaderContext {
         &self.ctx
     }
 
     /// Whether this is a classic RFC 3489 message (no magic cookie).
+    #[inline]
     pub fn is_rfc3489(&self) -> bool {
         self.ctx.cookie != MAGIC_COOKIE
     }
 
     /// The whole message.
+    #[inline]
     pub fn as_bytes(&self) -> &'a [u8] {
         self.buf
     }
 
     /// The attributes a receiver may act on, in order: everything before
     /// MESSAGE-INTEGRITY (or the end), never the integrity or fingerprint attributes.
+    #[inline]
     pub fn attributes(&self) -> Attributes<'a> {
         Attributes {
             buf: self.buf.get(..self.trusted_end).unwrap_or(&[]),
@@ -184,11 +156,30 @@ impl<'a> Message<'a> {
     }
 
     /// The first attribute of type `A`, decoded; `Ok(None)` when absent.
+    #[inline(always)]
     pub fn get<A: Attribute<'a>>(&self) -> Result<Option<A>, StunError> {
-        match self.attributes().find(|a| a.typ == A::TYPE) {
+        // The walk located the reflexive address types; `A::TYPE` is a constant, so this
+        // choice is made at compile time.
+        let known = match A::TYPE {
+            AttrType::XOR_MAPPED_ADDRESS => Some(self.xor_mapped),
+            AttrType::MAPPED_ADDRESS => Some(self.mapped),
+            _ => None,
+        };
+        let raw = match known {
+            Some(0) => None,
+            Some(at) => self.raw_at(at as usize),
+            None => self.attributes().find(|a| a.typ == A::TYPE),
+        };
+        match raw {
             Some(raw) => A::decode(raw.value, &self.ctx).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// The attribute at `at`, an offset the walk has checked.
+    #[inline(always)]
+    fn raw_at(&self, at: usize) -> Option<RawAttribute<'a>> {
+        Attributes { buf: self.buf, at }.next()
     }
 
     /// Whether an attribute of this type is present.
@@ -198,6 +189,7 @@ impl<'a> Message<'a> {
 
     /// The reflexive address: XOR-MAPPED-ADDRESS, or MAPPED-ADDRESS from an RFC 3489
     /// server that sends only that.
+    #[inline]
     pub fn mapped_address(&self) -> Result<Option<SocketAddr>, StunError> {
         if let Some(XorMappedAddress(a)) = self.get()? {
             return Ok(Some(a));
@@ -217,28 +209,33 @@ impl<'a> Message<'a> {
     }
 
     /// Whether the message carries MESSAGE-INTEGRITY.
+    #[inline]
     pub fn has_integrity(&self) -> bool {
         self.integrity.is_some()
     }
 
     /// Whether the message carries MESSAGE-INTEGRITY-SHA256.
+    #[inline]
     pub fn has_integrity_sha256(&self) -> bool {
         self.integrity_sha256.is_some()
     }
 
     /// Whether the message carries FINGERPRINT.
+    #[inline]
     pub fn has_fingerprint(&self) -> bool {
         self.fingerprint.is_some()
     }
 
     /// The header with its length field set as if the message ended after the
     /// attribute at `at` of `len` bytes, as the HMAC and CRC computations require.
+    #[inline]
     fn header_ending_at(&self, end: usize) -> [u8; 4] {
         let len = ((end - HEADER_LEN) as u16).to_be_bytes();
         [self.buf[0], self.buf[1], len[0], len[1]]
     }
 
     /// Verifies MESSAGE-INTEGRITY (HMAC-SHA1) with `key` (RFC 8489 §14.5).
+    #[inline]
     pub fn verify_integrity(&self, key: &IntegrityKey) -> Result<(), StunError> {
         let at = self.integrity.ok_or(StunError::NoIntegrity)?;
         let head = self.header_ending_at(at + 4 + INTEGRITY_LEN);
@@ -267,6 +264,7 @@ impl<'a> Message<'a> {
     }
 
     /// Verifies FINGERPRINT (RFC 8489 §14.7).
+    #[inline]
     pub fn verify_fingerprint(&self) -> Result<(), StunError> {
         let at = self.fingerprint.ok_or(StunError::NoFingerprint)?;
         // FINGERPRINT is last, so the header's length already ends after it.
@@ -280,6 +278,76 @@ impl<'a> Message<'a> {
     }
 }
 
+/// Checks every attribute's bounds and the placement rules of the integrity and
+/// fingerprint attributes of a message whose header has been checked (its length is a
+/// multiple of 4 and matches `buf`), recording where they are.
+#[inline(always)]
+fn walk(buf: &[u8]) -> Result<Layout, StunError> {
+    let mut l = Layout {
+        trusted_end: buf.len(),
+        integrity: None,
+        integrity_sha256: None,
+        fingerprint: None,
+        xor_mapped: 0,
+        mapped: 0,
+    };
+    let mut at = HEADER_LEN;
+    let mut sealed = false; // an integrity attribute has been seen
+    while at < buf.len() {
+        if l.fingerprint.is_some() {
+            return Err(StunError::FingerprintNotLast);
+        }
+        let Some(&[t0, t1, l0, l1]) = buf.get(at..at + 4) else {
+            let typ = AttrType(be16(buf, at).unwrap_or(0));
+            return Err(StunError::TruncatedAttribute { typ, offset: at });
+        };
+        let typ = AttrType(u16::from_be_bytes([t0, t1]));
+        let len = usize::from(u16::from_be_bytes([l0, l1]));
+        let next = at + 4 + ((len + 3) & !3);
+        if next > buf.len() {
+            return Err(StunError::TruncatedAttribute { typ, offset: at });
+        }
+        let bad = |reason| StunError::BadAttribute { typ, reason };
+        match typ {
+            // `at` < 65556 (the header's length field is 16 bits), so it fits in a u32.
+            AttrType::XOR_MAPPED_ADDRESS if !sealed && l.xor_mapped == 0 => {
+                l.xor_mapped = at as u32;
+            }
+            AttrType::MAPPED_ADDRESS if !sealed && l.mapped == 0 => l.mapped = at as u32,
+            AttrType::MESSAGE_INTEGRITY if !sealed => {
+                if len != INTEGRITY_LEN {
+                    return Err(bad("must be 20 bytes"));
+                }
+                l.integrity = Some(at);
+                l.trusted_end = at;
+                sealed = true;
+            }
+            AttrType::MESSAGE_INTEGRITY_SHA256 if l.integrity_sha256.is_none() => {
+                if !(16..=32).contains(&len) || len % 4 != 0 {
+                    return Err(bad("must be 16 to 32 bytes, a multiple of 4"));
+                }
+                l.integrity_sha256 = Some(at);
+                if !sealed {
+                    l.trusted_end = at;
+                }
+                sealed = true;
+            }
+            AttrType::FINGERPRINT => {
+                if len != 4 {
+                    return Err(bad("must be 4 bytes"));
+                }
+                l.fingerprint = Some(at);
+                if !sealed {
+                    l.trusted_end = at;
+                }
+            }
+            _ => {}
+        }
+        at = next;
+    }
+    Ok(l)
+}
+
 /// Iterator over a message's usable attributes; see [`Message::attributes`].
 #[derive(Debug, Clone)]
 pub struct Attributes<'a> {
@@ -290,6 +358,7 @@ pub struct Attributes<'a> {
 impl<'a> Iterator for Attributes<'a> {
     type Item = RawAttribute<'a>;
 
+    #[inline(always)]
     fn next(&mut self) -> Option<RawAttribute<'a>> {
         let typ = AttrType(be16(self.buf, self.at)?);
         let len = usize::from(be16(self.buf, self.at + 2)?);
