@@ -20,27 +20,37 @@
 //!   without translating ([`RouterConfig`]).
 //!
 //! ```
-//! use std::time::Duration;
+//! use std::net::SocketAddr;
+//! use std::time::{Duration, Instant};
 //! use p2pd_core::nat::{DeltaKind, NatType};
 //! use p2pd_core::stun::ServerConfig;
-//! use p2pd_sim::{Attachment, HostConfig, Network, RouterConfig};
+//! use p2pd_sim::{Datagram, Endpoint, HostConfig, Network, RouterConfig};
+//!
+//! /// Sends one datagram, remembers who answered.
+//! struct Once(Option<Datagram>, Option<SocketAddr>);
+//! impl Endpoint for Once {
+//!     fn handle_input(&mut self, _: Instant, from: SocketAddr, _: SocketAddr, _: &[u8]) {
+//!         self.1 = Some(from);
+//!     }
+//!     fn poll_transmit(&mut self) -> Option<Datagram> { self.0.take() }
+//!     fn poll_timeout(&self) -> Option<Instant> { None }
+//!     fn handle_timeout(&mut self, _: Instant) {}
+//! }
 //!
 //! let mut net = Network::new(7);
+//! let server: SocketAddr = "203.0.113.1:3478".parse().unwrap();
+//! let stun = net.add_stun_server(ServerConfig { primary: server, alternate: None, software: None })?;
 //! let nat = net.add_router(RouterConfig::for_type(NatType::Symmetric, DeltaKind::Random, 0))?;
 //! let host = net.add_host(HostConfig::behind(nat))?;
-//! net.add_stun_server(ServerConfig {
-//!     primary: "203.0.113.1:3478".parse().unwrap(),
-//!     alternate: Some("203.0.113.2:3479".parse().unwrap()),
-//!     software: None,
-//! })?;
 //! let ip = net.host_ip(host).unwrap();
-//! let port = net.free_port(host, ip)?;
-//! assert!(port >= 49152);
-//! // net.attach(host, my_endpoint)?; then:
-//! let deadline = net.now() + Duration::from_secs(5);
-//! net.run_until(deadline, 10_000);
-//! assert_eq!(net.router_config(nat).map(|c| c.nat_type()), Some(NatType::Symmetric));
-//! # let _ = Attachment::Internet;
+//! let local = SocketAddr::new(ip, net.free_port(host, ip)?);
+//! // Not STUN, so core's server drops it: nobody answers.
+//! net.attach(host, Once(Some(Datagram::new(local, server, b"hello".to_vec())), None))?;
+//! net.run_for(Duration::from_secs(1), 1_000);
+//! assert_eq!(net.endpoint::<Once>(host).unwrap().1, None);
+//! assert_eq!(net.stun_server(stun).map(|s| s.stats().dropped), Some(1));
+//! assert_eq!(net.stats().sent, 1);
+//! assert_eq!(net.stats().delivered, 1); // to the server
 //! # Ok::<(), p2pd_sim::SimError>(())
 //! ```
 #![forbid(unsafe_code)]

@@ -138,7 +138,6 @@ impl RouterConfig {
     pub fn firewall(filtering: FilteringBehaviour) -> Self {
         RouterConfig {
             translate: false,
-            allocation: PortAllocation::Preserving,
             ..RouterConfig::nat(
                 MappingBehaviour::EndpointIndependent,
                 filtering,
