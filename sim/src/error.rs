@@ -41,4 +41,10 @@ pub enum SimError {
     /// The STUN server configuration is unusable.
     #[error(transparent)]
     StunConfig(#[from] ServerConfigError),
+    /// A classifier scenario could not start.
+    #[error("classifier: {0}")]
+    Classifier(#[from] p2pd_core::nat::ClassifyError),
+    /// A classifier scenario ran out of virtual time without a verdict.
+    #[error("the classifier gave no verdict within {0:?} of virtual time")]
+    NoVerdict(std::time::Duration),
 }

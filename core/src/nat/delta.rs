@@ -97,22 +97,26 @@ pub fn analyse(random: &[PortSample], consecutive: &[PortSample]) -> DeltaVerdic
         .map(|w| signed_diff(w[1].mapped, w[0].mapped))
         .collect();
     if let Some((step, count)) = mode(steps.iter().copied()) {
-        if step != 0
-            && step.abs() <= MAX_STEP
-            && count >= MIN_SUPPORT
-            && count * 10 >= steps.len() * 4
-        {
+        // Three equal steps among a dozen random pairs happen by chance with
+        // probability ~C(11,3)/65536² ≈ 4·10⁻⁸: agreement, not a majority, is the evidence.
+        if step != 0 && step.abs() <= MAX_STEP && count >= MIN_SUPPORT {
             return Ok(Delta {
                 kind: DeltaKind::Dependent,
                 value: step,
             });
         }
     }
-    if random.len() >= 5 && steps.len() >= 4 {
+    // random: enough neighbouring pairs, and not even two of them agree. A dependent
+    // allocator whose chain was broken by lost probes still repeats its step in the
+    // pairs that survived, so it lands here as uncertain, never as random.
+    let repeated = mode(steps.iter().copied()).is_some_and(|(_, n)| n >= 2);
+    if random.len() >= 5 && steps.len() >= 4 && !repeated {
         Ok(Delta {
             kind: DeltaKind::Random,
             value: 0,
         })
+    } else if repeated {
+        Err("a step repeats between neighbouring local ports, but too rarely to be sure")
     } else {
         Err("too few probes were answered to rule out a pattern")
     }
