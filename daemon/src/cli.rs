@@ -24,6 +24,34 @@ pub enum Command {
     Stun(StunArgs),
     /// Classify the NAT in front of this host: type, port allocation, and the facts behind them.
     Nat(NatArgs),
+    /// Run p2pd's machines in the deterministic network simulator.
+    #[command(subcommand)]
+    Sim(SimCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SimCommand {
+    /// Classify every one of the 35 NAT configurations (7 types × 5 port allocations).
+    Classify(SimClassifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimClassifyArgs {
+    /// Packet loss on the host's link, each way (0.2 = 20 %).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// Seeds per configuration; above 1, accuracy per configuration is reported.
+    #[arg(long, default_value_t = 1)]
+    pub seeds: u64,
+    /// First seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// One-way latency of the host's link in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    pub latency_ms: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod cli;
 mod nat_cmd;
 mod output;
+mod sim_cmd;
 mod stun_cmd;
 
 use std::process::ExitCode;
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
             cli::Command::StunServer(args) => stun_cmd::server(args).await,
             cli::Command::Stun(args) => stun_cmd::client(args).await,
             cli::Command::Nat(args) => nat_cmd::run(args).await,
+            cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
         }
     });
     match result {

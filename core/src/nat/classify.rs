@@ -768,16 +768,18 @@ impl Classifier {
             None
         } else if self.answer(id(|p| p.eif)).is_some() {
             Some(FilteringBehaviour::EndpointIndependent)
-        } else if self.answer(id(|p| p.control)).is_none() {
+        } else if self.answer(id(|p| p.adf)).is_some() {
+            // The ADF answer itself proves the filtering socket's path works, so the
+            // missing EIF answer was filtered, not lost.
+            Some(FilteringBehaviour::AddressDependent)
+        } else if self.answer(id(|p| p.control)).is_some() {
+            Some(FilteringBehaviour::AddressAndPortDependent)
+        } else {
             notes.push(
                 "the filtering socket's control request went unanswered: no filtering verdict"
                     .into(),
             );
             None
-        } else if self.answer(id(|p| p.adf)).is_some() {
-            Some(FilteringBehaviour::AddressDependent)
-        } else {
-            Some(FilteringBehaviour::AddressAndPortDependent)
         };
 
         c.nat_type = match (translated, c.mapping, c.filtering) {
@@ -790,7 +792,13 @@ impl Classifier {
                 Some(NatType::from_behaviour(true, m, f))
             }
             // Destination-dependent mapping is symmetric whatever the filtering.
-            (true, Some(_), _) => Some(NatType::Symmetric),
+            (
+                true,
+                Some(
+                    MappingBehaviour::AddressDependent | MappingBehaviour::AddressAndPortDependent,
+                ),
+                _,
+            ) => Some(NatType::Symmetric),
             _ => None,
         };
 
