@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2pd_core::nat::{Classification, ClassifierConfig};
-use p2pd_tokio::nat::{classify, route_local_ip};
+use p2pd_tokio::Tokio;
+use p2pd_tokio::nat::classify;
+use p2pd_tokio::net::route_local_ip;
 use serde::Serialize;
 
 use crate::cli::NatArgs;
@@ -118,7 +120,7 @@ pub async fn run(args: NatArgs) -> Result<()> {
             test_hairpinning: args.hairpin,
             ..ClassifierConfig::default()
         };
-        let c = classify(ip, config, p2pd_tokio::rng::os_rng()?).await?;
+        let c = classify(&Tokio, ip, config, p2pd_tokio::rng::os_rng()?).await?;
         reports.push(NatReport::new(&c));
     }
     if args.json {

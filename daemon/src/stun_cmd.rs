@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2pd_core::stun::{ChangeRequest, ResponseSource, ServerConfig, TransactionConfig};
+use p2pd_tokio::Tokio;
 use p2pd_tokio::net::{any_local_for, bind_udp};
 use p2pd_tokio::stun::{BindingRequest, BindingResponse, BoundStunServer, binding};
 use serde::Serialize;
@@ -35,11 +36,14 @@ pub async fn server(args: StunServerArgs) -> Result<()> {
         }
         None => None,
     };
-    let bound = BoundStunServer::bind(ServerConfig {
-        primary,
-        alternate,
-        software: Some(concat!("p2pd ", env!("CARGO_PKG_VERSION")).into()),
-    })?;
+    let bound = BoundStunServer::bind(
+        &Tokio,
+        ServerConfig {
+            primary,
+            alternate,
+            software: Some(concat!("p2pd ", env!("CARGO_PKG_VERSION")).into()),
+        },
+    )?;
     let addrs = bound.local_addresses();
     if args.json {
         #[derive(Serialize)]
@@ -78,7 +82,7 @@ struct StunOutput {
 pub async fn client(args: StunArgs) -> Result<()> {
     let server = args.server;
     let local = args.local.unwrap_or_else(|| any_local_for(server));
-    let socket = bind_udp(local, false)?;
+    let socket = bind_udp(&Tokio, local, false)?;
     let change = ChangeRequest {
         change_ip: args.change_ip,
         change_port: args.change_port,
@@ -87,6 +91,7 @@ pub async fn client(args: StunArgs) -> Result<()> {
         // The alternate address is only known from a first exchange: ask plainly first.
         let mut rng = p2pd_tokio::rng::os_rng()?;
         let first = binding(
+            &Tokio,
             &socket,
             &request(
                 &args,
@@ -116,6 +121,7 @@ pub async fn client(args: StunArgs) -> Result<()> {
     };
     let mut rng = p2pd_tokio::rng::os_rng()?;
     let r = binding(
+        &Tokio,
         &socket,
         &request(&args, server, change, expect_from),
         &mut rng,

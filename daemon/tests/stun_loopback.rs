@@ -11,6 +11,7 @@ use p2pd_core::rng::Rng;
 use p2pd_core::stun::{ChangeRequest, ResponseSource, TransactionConfig};
 use p2pd_tokio::net::bind_udp;
 use p2pd_tokio::stun::{BindingRequest, StunClientError, binding};
+use p2pd_tokio::{AsyncUdpSocket, Tokio};
 
 use common::{BIN, start_server};
 
@@ -48,11 +49,12 @@ async fn client_transaction_gets_mapped_address_and_change_requests_are_honoured
     let alternate = SocketAddr::new(alt_ip, port + 1);
     assert_eq!(server.addrs.len(), 4);
 
-    let socket = bind_udp("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    let socket = bind_udp(&Tokio, "127.0.0.1:0".parse().unwrap(), false).unwrap();
     let local = socket.local_addr().unwrap();
     let mut rng = Rng::seed_from_u64(1);
 
     let plain = binding(
+        &Tokio,
         &socket,
         &request(primary, false, false, ResponseSource::Destination),
         &mut rng,
@@ -70,6 +72,7 @@ async fn client_transaction_gets_mapped_address_and_change_requests_are_honoured
         (false, true, SocketAddr::new(primary.ip(), port + 1)),
     ] {
         let r = binding(
+            &Tokio,
             &socket,
             &request(primary, ip, port_flag, ResponseSource::Exact(from)),
             &mut rng,
@@ -84,6 +87,7 @@ async fn client_transaction_gets_mapped_address_and_change_requests_are_honoured
     // A response from the alternate address is not accepted when the primary was expected:
     // the transaction ignores it and times out.
     let err = binding(
+        &Tokio,
         &socket,
         &request(primary, true, true, ResponseSource::Destination),
         &mut rng,

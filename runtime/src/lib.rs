@@ -1,0 +1,24 @@
+//! Runtime-agnostic drivers for p2pd's sans-IO core.
+//!
+//! An async runtime implements the small [`Runtime`] trait family (a clock, a timer,
+//! spawning, and poll-based UDP and TCP sockets — in the spirit of quinn's `Runtime` /
+//! `AsyncUdpSocket`); everything else is written once here, generic over it: socket
+//! construction with socket2 ([`net`]), many UDP sockets as one ([`socket_set`]), the
+//! STUN client and server loops ([`stun`]), the NAT classifier driver ([`nat`]),
+//! interface enumeration ([`interfaces`]) and route discovery ([`routes`]).
+//! `p2pd-tokio`, `p2pd-smol` and `p2pd-async-std` are the adapters; [`conformance`] is
+//! the suite each of them must pass.
+
+pub mod conformance;
+pub mod interfaces;
+pub mod nat;
+pub mod net;
+pub mod rng;
+pub mod routes;
+mod runtime;
+pub mod socket_set;
+pub mod stun;
+pub mod task;
+pub mod timer;
+
+pub use runtime::{AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime};
