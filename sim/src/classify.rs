@@ -2,78 +2,22 @@
 //! seeded virtual network, scored against what the configuration makes observable.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use p2pd_core::nat::{
-    Classification, Classifier, ClassifierConfig, ClassifierSockets, DeltaKind, NatType,
+    Classification, Classifier, ClassifierConfig, ClassifierSockets, DeltaKind, LifetimeConfig,
+    LifetimeProbe, LifetimeSockets, MappingLifetime, NatType,
 };
 use p2pd_core::rng::Rng;
 use p2pd_core::stun::ServerConfig;
 
-use crate::endpoint::{Datagram, Endpoint};
 use crate::error::SimError;
 use crate::host::{HostConfig, InterfaceConfig};
 use crate::link::LinkConfig;
+use crate::machine::MachineEndpoint;
 use crate::nat::RouterConfig;
 use crate::network::{Attachment, Network};
 use crate::stats::Stats;
-
-/// The classifier as a simulated host's endpoint.
-#[derive(Debug)]
-pub struct ClassifierEndpoint {
-    classifier: Classifier,
-    result: Option<Classification>,
-}
-
-impl ClassifierEndpoint {
-    /// Wraps a classifier.
-    pub fn new(classifier: Classifier) -> Self {
-        ClassifierEndpoint {
-            classifier,
-            result: None,
-        }
-    }
-
-    /// The verdict, once there is one.
-    pub fn result(&self) -> Option<&Classification> {
-        self.result.as_ref()
-    }
-
-    fn collect(&mut self) {
-        if let Some(r) = self.classifier.poll_event() {
-            self.result = Some(r);
-        }
-    }
-}
-
-impl Endpoint for ClassifierEndpoint {
-    fn handle_input(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        bytes: &[u8],
-    ) {
-        self.classifier
-            .handle_input(now, source, destination, bytes);
-        self.collect();
-    }
-
-    fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.classifier
-            .poll_transmit()
-            .and_then(|t| Datagram::from_transmit(&t))
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.classifier.poll_timeout().map(|t| t.at)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.classifier.handle_timeout(now);
-        self.collect();
-    }
-}
 
 /// One NAT configuration: P2PD's type and delta kind, with the step or offset the
 /// allocator uses.
@@ -175,6 +119,19 @@ pub const DELTA_CONSECUTIVE: u16 = 12;
 
 /// Classifies `case` behind one NAT whose host link is `link`, with `seed`.
 pub fn classify(case: NatCase, seed: u64, link: LinkConfig) -> Result<ClassifyRun, SimError> {
+    let router = RouterConfig::for_type(case.nat_type, case.delta, case.step);
+    classify_behind(case, router, seed, link, ClassifierConfig::default())
+}
+
+/// Classifies behind an arbitrary router (hairpinning, timeouts, …); `case` is what the
+/// verdict is scored against, and `config`'s server list is replaced by the scenario's.
+pub fn classify_behind(
+    case: NatCase,
+    router: RouterConfig,
+    seed: u64,
+    link: LinkConfig,
+    config: ClassifierConfig,
+) -> Result<ClassifyRun, SimError> {
     let mut net = Network::new(seed);
     let (primary, alternate) = (SERVER_PRIMARY, SERVER_ALTERNATE);
     net.add_stun_server(ServerConfig {
@@ -182,7 +139,7 @@ pub fn classify(case: NatCase, seed: u64, link: LinkConfig) -> Result<ClassifyRu
         alternate: Some(alternate),
         software: None,
     })?;
-    let router = net.add_router(RouterConfig::for_type(case.nat_type, case.delta, case.step))?;
+    let router = net.add_router(router)?;
     let host = net.add_host(HostConfig {
         interfaces: vec![InterfaceConfig::new(Attachment::Behind(router)).with_link(link)],
     })?;
@@ -204,7 +161,7 @@ pub fn classify(case: NatCase, seed: u64, link: LinkConfig) -> Result<ClassifyRu
         start,
         ClassifierConfig {
             servers: vec![primary],
-            ..ClassifierConfig::default()
+            ..config
         },
         ClassifierSockets {
             mapping,
@@ -214,14 +171,14 @@ pub fn classify(case: NatCase, seed: u64, link: LinkConfig) -> Result<ClassifyRu
         },
         rng.fork(),
     )?;
-    net.attach(host, ClassifierEndpoint::new(classifier))?;
+    net.attach(host, MachineEndpoint::new(classifier))?;
     net.run_until_with(start + MAX_VIRTUAL_TIME, 1_000_000, |n| {
-        n.endpoint::<ClassifierEndpoint>(host)
-            .is_some_and(|e| e.result().is_some())
+        n.endpoint::<MachineEndpoint<Classifier>>(host)
+            .is_some_and(|e| !e.events().is_empty())
     });
     let result = net
-        .endpoint::<ClassifierEndpoint>(host)
-        .and_then(|e| e.result().cloned())
+        .endpoint::<MachineEndpoint<Classifier>>(host)
+        .and_then(|e| e.events().first().cloned())
         .ok_or(SimError::NoVerdict(MAX_VIRTUAL_TIME))?;
     let score = score(&case, &result);
     Ok(ClassifyRun {
@@ -259,4 +216,51 @@ pub fn score(case: &NatCase, result: &Classification) -> Score {
         (Score::Correct, Score::Correct) => Score::Correct,
         _ => Score::Uncertain,
     }
+}
+
+/// Measures the mapping lifetime behind `router` (host link `link`), testing `delays`.
+pub fn measure_lifetime(
+    router: RouterConfig,
+    delays: Vec<Duration>,
+    seed: u64,
+    link: LinkConfig,
+) -> Result<MappingLifetime, SimError> {
+    let mut net = Network::new(seed);
+    net.add_stun_server(ServerConfig {
+        primary: SERVER_PRIMARY,
+        alternate: Some(SERVER_ALTERNATE),
+        software: None,
+    })?;
+    let router = net.add_router(router)?;
+    let host = net.add_host(HostConfig {
+        interfaces: vec![InterfaceConfig::new(Attachment::Behind(router)).with_link(link)],
+    })?;
+    let ip = net.host_ip(host).ok_or(SimError::NoInterfaces)?;
+    let trigger = SocketAddr::new(ip, net.free_port(host, ip)?);
+    let mut targets = Vec::new();
+    for _ in &delays {
+        targets.push(SocketAddr::new(ip, net.free_port(host, ip)?));
+    }
+    let longest = delays.iter().max().copied().unwrap_or_default();
+    let start = net.now();
+    let probe = LifetimeProbe::new(
+        start,
+        LifetimeConfig {
+            server: SERVER_PRIMARY,
+            delays,
+            rtt: link.latency * 2 + Duration::from_millis(20),
+            attempts: 6,
+        },
+        LifetimeSockets { trigger, targets },
+        Rng::seed_from_u64(seed ^ 0x11fe),
+    )?;
+    net.attach(host, MachineEndpoint::new(probe))?;
+    let limit = longest + MAX_VIRTUAL_TIME;
+    net.run_until_with(start + limit, 1_000_000, |n| {
+        n.endpoint::<MachineEndpoint<LifetimeProbe>>(host)
+            .is_some_and(|e| !e.events().is_empty())
+    });
+    net.endpoint::<MachineEndpoint<LifetimeProbe>>(host)
+        .and_then(|e| e.events().first().cloned())
+        .ok_or(SimError::NoVerdict(limit))
 }

@@ -44,6 +44,9 @@ pub enum SimError {
     /// A classifier scenario could not start.
     #[error("classifier: {0}")]
     Classifier(#[from] p2pd_core::nat::ClassifyError),
+    /// A lifetime scenario's sockets did not match its delays.
+    #[error(transparent)]
+    Lifetime(#[from] p2pd_core::nat::LifetimeSocketsMismatch),
     /// A classifier scenario ran out of virtual time without a verdict.
     #[error("the classifier gave no verdict within {0:?} of virtual time")]
     NoVerdict(std::time::Duration),

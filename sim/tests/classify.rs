@@ -117,3 +117,64 @@ fn same_seed_same_verdict_and_time() {
     assert_eq!(a.result, b.result);
     assert_eq!(a.stats.sent, b.stats.sent);
 }
+
+/// The opt-in hairpinning probe against NATs that do and do not hairpin.
+#[test]
+fn hairpinning_probe() {
+    use p2pd_core::nat::{ClassifierConfig, DeltaKind, NatType};
+    use p2pd_sim::RouterConfig;
+    use p2pd_sim::classify::classify_behind;
+    let case = NatCase {
+        nat_type: NatType::PortRestrictedCone,
+        delta: DeltaKind::Equal,
+        step: 7,
+    };
+    for (hairpin, loss) in [(true, 0.0), (false, 0.0), (true, 0.2), (false, 0.2)] {
+        for seed in 0..20 {
+            let router = RouterConfig {
+                hairpinning: hairpin,
+                ..RouterConfig::for_type(case.nat_type, case.delta, case.step)
+            };
+            let config = ClassifierConfig {
+                test_hairpinning: true,
+                ..ClassifierConfig::default()
+            };
+            let run = classify_behind(case, router, seed, link(loss), config).unwrap();
+            assert_eq!(
+                run.result.hairpinning,
+                Some(hairpin),
+                "hairpin {hairpin}, loss {loss}, seed {seed}"
+            );
+            assert_eq!(run.score, Score::Correct);
+        }
+    }
+}
+
+/// The opt-in mapping lifetime probe brackets the NAT's idle timeout.
+#[test]
+fn mapping_lifetime_probe_brackets_the_timeout() {
+    use p2pd_core::nat::LifetimeConfig;
+    use p2pd_sim::RouterConfig;
+    use p2pd_sim::classify::measure_lifetime;
+    for (timeout, want_at_least, want_less_than) in [(25, 20, 30), (70, 60, 90), (130, 120, 180)] {
+        for loss in [0.0, 0.2] {
+            let router = RouterConfig {
+                mapping_timeout: Duration::from_secs(timeout),
+                ..RouterConfig::default()
+            };
+            let delays = LifetimeConfig::default_delays(Duration::from_secs(180));
+            let m = measure_lifetime(router, delays, 3, link(loss)).unwrap();
+            assert_eq!(
+                m.at_least,
+                Some(Duration::from_secs(want_at_least)),
+                "timeout {timeout}s loss {loss}: {m:?}"
+            );
+            assert_eq!(
+                m.less_than,
+                Some(Duration::from_secs(want_less_than)),
+                "timeout {timeout}s loss {loss}: {m:?}"
+            );
+            assert!(m.notes.is_empty(), "{m:?}");
+        }
+    }
+}

@@ -249,12 +249,7 @@ impl Classifier {
         let schedule = test_i_schedule(&config);
         let mut test_i = Vec::new();
         for &server in &servers {
-            let spec = ProbeSpec {
-                local: sockets.mapping,
-                server,
-                change: ChangeRequest::default(),
-                expect: ResponseSource::Destination,
-            };
+            let spec = ProbeSpec::plain(sockets.mapping, server);
             if let Some(id) = prober.add(now, spec, schedule) {
                 test_i.push((server, id));
             }
@@ -486,10 +481,9 @@ impl Classifier {
         let negative = self.negative_schedule(srtt);
         let server = c.server;
         let spec = |local, server, change, expect| ProbeSpec {
-            local,
-            server,
             change,
             expect,
+            ..ProbeSpec::plain(local, server)
         };
         let plain = ChangeRequest::default();
         if let Some(other) = c.other {

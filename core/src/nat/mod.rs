@@ -4,9 +4,13 @@
 mod behaviour;
 mod classify;
 pub mod delta;
+mod lifetime;
 pub mod probe;
 
 pub use behaviour::{Delta, DeltaKind, FilteringBehaviour, MappingBehaviour, NatType};
 pub use classify::{
     Classification, Classifier, ClassifierConfig, ClassifierSockets, ClassifyError, TestRecord,
+};
+pub use lifetime::{
+    LifetimeConfig, LifetimeProbe, LifetimeSockets, LifetimeSocketsMismatch, MappingLifetime,
 };

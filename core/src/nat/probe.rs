@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::rng::Rng;
 use crate::stun::{
     ChangeRequest, ChangedAddress, Class, Message, MessageBuilder, MessageType, Method,
-    OtherAddress, ResponseOrigin, ResponseSource, TransactionId,
+    OtherAddress, ResponseOrigin, ResponsePort, ResponseSource, TransactionId,
 };
 use crate::time::Timeout;
 use crate::transmit::{Transmit, Transport};
@@ -61,6 +61,25 @@ pub struct ProbeSpec {
     pub change: ChangeRequest,
     /// The only acceptable source of the response.
     pub expect: ResponseSource,
+    /// RFC 5780 RESPONSE-PORT: ask for the answer on this port of our external IP.
+    pub response_port: Option<u16>,
+    /// The local socket the answer must arrive on, when not `local` (RESPONSE-PORT tests
+    /// aim the answer at another socket's mapping).
+    pub receive_on: Option<SocketAddr>,
+}
+
+impl ProbeSpec {
+    /// A plain Binding request from `local` to `server`, answered by `server` itself.
+    pub fn plain(local: SocketAddr, server: SocketAddr) -> Self {
+        ProbeSpec {
+            local,
+            server,
+            change: ChangeRequest::default(),
+            expect: ResponseSource::Destination,
+            response_port: None,
+            receive_on: None,
+        }
+    }
 }
 
 /// A response to a probe.
@@ -213,6 +232,11 @@ impl Prober {
             if (change.change_ip || change.change_port) && b.add(&change).is_err() {
                 continue;
             }
+            if let Some(port) = p.spec.response_port {
+                if b.add(&ResponsePort(port)).is_err() {
+                    continue;
+                }
+            }
             if b.add_fingerprint().is_err() {
                 continue;
             }
@@ -280,8 +304,9 @@ impl Prober {
             ResponseSource::Exact(a) => source == a,
             ResponseSource::Ip(ip) => source.ip() == ip,
         };
-        let local_ok = p.spec.local.port() == destination.port()
-            && (p.spec.local.ip().is_unspecified() || p.spec.local.ip() == destination.ip());
+        let on = p.spec.receive_on.unwrap_or(p.spec.local);
+        let local_ok = on.port() == destination.port()
+            && (on.ip().is_unspecified() || on.ip() == destination.ip());
         if !source_ok || !local_ok {
             return None;
         }
@@ -337,12 +362,7 @@ mod tests {
         let id = p
             .add(
                 start,
-                ProbeSpec {
-                    local,
-                    server,
-                    change: ChangeRequest::default(),
-                    expect: ResponseSource::Destination,
-                },
+                ProbeSpec::plain(local, server),
                 schedule(),
             )
             .unwrap();
@@ -390,12 +410,10 @@ mod tests {
         let id = p
             .add(
                 start,
-                ProbeSpec {
-                    local: "10.0.0.2:4000".parse().unwrap(),
-                    server: "192.0.2.1:3478".parse().unwrap(),
-                    change: ChangeRequest::default(),
-                    expect: ResponseSource::Destination,
-                },
+                ProbeSpec::plain(
+                    "10.0.0.2:4000".parse().unwrap(),
+                    "192.0.2.1:3478".parse().unwrap(),
+                ),
                 schedule(),
             )
             .unwrap();

@@ -1,0 +1,129 @@
+//! Any core state machine with the standard contract, as a simulated host's endpoint.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use p2pd_core::nat::{Classification, Classifier, LifetimeProbe, MappingLifetime};
+use p2pd_core::{Timeout, Transmit};
+
+use crate::endpoint::{Datagram, Endpoint};
+
+/// Core's machine contract: input and timeouts in; transmits, deadlines and events out.
+pub trait Machine {
+    /// What the machine reports.
+    type Event;
+    /// A received datagram.
+    fn handle_input(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    );
+    /// Time passed.
+    fn handle_timeout(&mut self, now: Instant);
+    /// The next datagram to send.
+    fn poll_transmit(&mut self) -> Option<Transmit<'_>>;
+    /// When to call `handle_timeout`.
+    fn poll_timeout(&self) -> Option<Timeout>;
+    /// The next event.
+    fn poll_event(&mut self) -> Option<Self::Event>;
+}
+
+/// Runs a [`Machine`] on a host and keeps its events.
+#[derive(Debug)]
+pub struct MachineEndpoint<M: Machine> {
+    machine: M,
+    events: Vec<M::Event>,
+}
+
+/// Events kept per endpoint; a machine that reports more is misbehaving.
+const MAX_EVENTS: usize = 4096;
+
+impl<M: Machine> MachineEndpoint<M> {
+    /// Wraps a machine.
+    pub fn new(machine: M) -> Self {
+        MachineEndpoint {
+            machine,
+            events: Vec::new(),
+        }
+    }
+
+    /// The events so far.
+    pub fn events(&self) -> &[M::Event] {
+        &self.events
+    }
+
+    /// The machine.
+    pub fn machine(&self) -> &M {
+        &self.machine
+    }
+
+    fn collect(&mut self) {
+        while let Some(e) = self.machine.poll_event() {
+            if self.events.len() < MAX_EVENTS {
+                self.events.push(e);
+            }
+        }
+    }
+}
+
+impl<M: Machine> Endpoint for MachineEndpoint<M> {
+    fn handle_input(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) {
+        self.machine.handle_input(now, source, destination, bytes);
+        self.collect();
+    }
+
+    fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.machine
+            .poll_transmit()
+            .and_then(|t| Datagram::from_transmit(&t))
+    }
+
+    fn poll_timeout(&self) -> Option<Instant> {
+        self.machine.poll_timeout().map(|t| t.at)
+    }
+
+    fn handle_timeout(&mut self, now: Instant) {
+        self.machine.handle_timeout(now);
+        self.collect();
+    }
+}
+
+macro_rules! machine {
+    ($t:ty, $event:ty) => {
+        impl Machine for $t {
+            type Event = $event;
+            fn handle_input(
+                &mut self,
+                now: Instant,
+                source: SocketAddr,
+                destination: SocketAddr,
+                bytes: &[u8],
+            ) {
+                <$t>::handle_input(self, now, source, destination, bytes);
+            }
+            fn handle_timeout(&mut self, now: Instant) {
+                <$t>::handle_timeout(self, now);
+            }
+            fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
+                <$t>::poll_transmit(self)
+            }
+            fn poll_timeout(&self) -> Option<Timeout> {
+                <$t>::poll_timeout(self)
+            }
+            fn poll_event(&mut self) -> Option<$event> {
+                <$t>::poll_event(self)
+            }
+        }
+    };
+}
+
+machine!(Classifier, Classification);
+machine!(LifetimeProbe, MappingLifetime);
