@@ -24,6 +24,9 @@ pub enum Command {
     Stun(StunArgs),
     /// Classify the NAT in front of this host: type, port allocation, and the facts behind them.
     Nat(NatArgs),
+    /// List interfaces, their routes (local addresses and the external address they map
+    /// to, via STUN) and, with --nat, the NAT per interface and family.
+    Ifs(crate::ifs_cmd::IfsArgs),
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),

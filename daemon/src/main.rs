@@ -1,6 +1,8 @@
 //! The `p2pd` command: STUN server and client today; the node, daemon and demo later.
 
 mod cli;
+mod config;
+mod ifs_cmd;
 mod nat_cmd;
 mod output;
 mod sim_cmd;
@@ -28,6 +30,7 @@ fn main() -> ExitCode {
             cli::Command::StunServer(args) => stun_cmd::server(args).await,
             cli::Command::Stun(args) => stun_cmd::client(args).await,
             cli::Command::Nat(args) => nat_cmd::run(args).await,
+            cli::Command::Ifs(args) => ifs_cmd::run(args).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
         }
     });

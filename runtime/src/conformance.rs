@@ -13,7 +13,7 @@ use p2pd_core::stun::{ClientTransaction, ServerConfig, TransactionConfig};
 
 use crate::interfaces::{Family, Interface};
 use crate::net::{bind_udp, connect_tcp, connect_tcp_until, listen_tcp};
-use crate::routes::{RouteConfig, interface_routes};
+use crate::routes::{RouteConfig, discover, interface_routes};
 use crate::runtime::{AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime};
 use crate::stun::{BindingRequest, BoundStunServer, StunClientError, binding};
 use crate::task;
@@ -301,6 +301,49 @@ pub async fn loopback_route<R: Runtime>(rt: R, server: SocketAddr) {
     assert_eq!(r.routes[0].server, server);
 }
 
+/// Route discovery over two interfaces at once, one of which cannot work (its address
+/// is not on this host): the failure is reported for that interface alone and the
+/// loopback interface still gets its route.
+pub async fn discover_isolates_a_failing_interface<R: Runtime>(rt: R, server: SocketAddr) {
+    let lo = Interface {
+        name: "lo".into(),
+        index: None,
+        up: true,
+        loopback: true,
+        ipv4: vec![Ipv4Addr::LOCALHOST],
+        ipv6: vec![],
+        default_for: vec![],
+    };
+    // 192.0.2.0/24 is documentation space; .77 is not configured on any test host.
+    let bogus = Interface {
+        name: "bogus0".into(),
+        ipv4: vec![Ipv4Addr::new(192, 0, 2, 77)],
+        loopback: false,
+        ..lo.clone()
+    };
+    let config = RouteConfig {
+        transaction: quick(),
+        ..RouteConfig::new(vec![server])
+    };
+    let found = discover(&rt, vec![bogus, lo], &config, &mut Rng::seed_from_u64(4)).await;
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[0].interface.name, "bogus0");
+    assert!(found[0].routes.is_empty());
+    let msg = found[0]
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        msg.contains("192.0.2.77 is not an address of this host"),
+        "{msg}"
+    );
+    assert_eq!(found[1].interface.name, "lo");
+    assert!(found[1].errors.is_empty(), "{:?}", found[1].errors);
+    assert_eq!(found[1].routes[0].external, IpAddr::V4(Ipv4Addr::LOCALHOST));
+}
+
 /// Generates the conformance suite as `#[test]` functions in module `$name`.
 ///
 /// - `runtime`: an expression giving the [`Runtime`] value (evaluated inside `block_on`);
@@ -348,6 +391,11 @@ macro_rules! conformance_tests {
             fn loopback_route() {
                 let (_guard, addr) = $server();
                 $block_on(async { c::loopback_route($rt, addr).await })
+            }
+            #[test]
+            fn discover_isolates_a_failing_interface() {
+                let (_guard, addr) = $server();
+                $block_on(async { c::discover_isolates_a_failing_interface($rt, addr).await })
             }
         }
     };

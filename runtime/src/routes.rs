@@ -39,12 +39,14 @@ pub struct Route {
 /// What went wrong for one local address.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
-    /// No STUN server of the address's family was given.
-    #[error("{local}: no {} STUN server configured", family.name())]
+    /// No STUN server of the addresses' family was given, so they were not examined.
+    #[error(
+        "{}: not examined, no {} STUN server configured", addrs_text(local), family.name()
+    )]
     NoServer {
-        /// The local address.
-        local: IpAddr,
-        /// Its family.
+        /// The local addresses left out.
+        local: Vec<IpAddr>,
+        /// Their family.
         family: Family,
     },
     /// A socket could not be bound to the address.
@@ -179,7 +181,20 @@ pub async fn interface_routes<R: Runtime>(
 ) -> InterfaceRoutes {
     let mut routes: Vec<Route> = Vec::new();
     let mut errors = Vec::new();
-    for local in interface.addrs().filter(|a| !is_link_local(*a)) {
+    for family in Family::ALL {
+        let local: Vec<IpAddr> = interface
+            .addrs_of(family)
+            .into_iter()
+            .filter(|a| !is_link_local(*a))
+            .collect();
+        if !local.is_empty() && config.servers_of(family).is_empty() {
+            errors.push(RouteError::NoServer { local, family });
+        }
+    }
+    for local in interface
+        .addrs()
+        .filter(|a| !is_link_local(*a) && !config.servers_of(Family::of(*a)).is_empty())
+    {
         match external_of(rt, local, config, &mut rng).await {
             Ok((external, server)) => {
                 let family = Family::of(local);
@@ -223,6 +238,13 @@ pub async fn interface_routes<R: Runtime>(
     }
 }
 
+fn addrs_text(ips: &[IpAddr]) -> String {
+    ips.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The external IP of `local` and the server that reported it: servers of its family
 /// are tried in turn until one answers.
 async fn external_of<R: Runtime>(
@@ -231,11 +253,7 @@ async fn external_of<R: Runtime>(
     config: &RouteConfig,
     rng: &mut Rng,
 ) -> Result<(IpAddr, SocketAddr), RouteError> {
-    let family = Family::of(local);
-    let servers = config.servers_of(family);
-    if servers.is_empty() {
-        return Err(RouteError::NoServer { local, family });
-    }
+    let servers = config.servers_of(Family::of(local));
     let socket = bind_udp(rt, SocketAddr::new(local, 0), false)
         .map_err(|source| RouteError::Bind { local, source })?;
     let mut failures = Vec::new();

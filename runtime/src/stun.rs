@@ -255,8 +255,9 @@ pub enum ServeError {
     /// The configuration is inconsistent.
     #[error(transparent)]
     Config(#[from] ServerConfigError),
-    /// A socket could not be bound.
-    #[error("{0} (is another server on that port, or is the address not on this host?)")]
+    /// A socket could not be bound; the message says why and what to do
+    /// ([`crate::net::bind_error`]).
+    #[error("{0}")]
     Bind(io::Error),
 }
 

@@ -1,0 +1,195 @@
+//! The configuration file: server lists, with documented defaults and flag overrides.
+//!
+//! Path: `--config PATH`, else `$P2PD_HOME/config.toml`, where `P2PD_HOME` defaults to
+//! `$XDG_CONFIG_HOME/p2pd`, else `$HOME/.config/p2pd`. A missing file at the default path
+//! means "use the defaults"; a missing file named by `--config` is an error. Keys:
+//!
+//! ```toml
+//! stun = ["198.51.100.1:3478", "stun.example.net"]   # IP, IP:PORT, [IPv6]:PORT or HOST[:PORT]
+//! ```
+//!
+//! Precedence per list: `--stun` flags replace the file's list; the file's list replaces
+//! the built-in defaults ([`DEFAULT_STUN`]).
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::{STUN_PORT, parse_host_port};
+
+/// STUN servers used when neither a flag nor the config file names any. Plain Binding
+/// servers: enough for routes; NAT filtering tests need RFC 5780 servers.
+pub const DEFAULT_STUN: &[&str] = &["stun.cloudflare.com:3478", "stun.l.google.com:19302"];
+
+/// The file's contents.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// STUN servers.
+    #[serde(default)]
+    pub stun: Option<Vec<String>>,
+}
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys.
+    #[error("config file {path} is invalid: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        message: String,
+    },
+    /// A server entry is neither an address nor a resolvable name.
+    #[error("STUN server '{entry}' ({origin}): {problem}")]
+    Server {
+        /// The entry as written.
+        entry: String,
+        /// Where it came from.
+        origin: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
+
+/// The default config file path, if a home directory is known.
+pub fn default_path() -> Option<PathBuf> {
+    let home = std::env::var_os("P2PD_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("p2pd")))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/p2pd")))?;
+    Some(home.join("config.toml"))
+}
+
+/// Loads `explicit` (which must exist) or the default path (which may be absent).
+/// Returns the config and the file it came from, if any.
+pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), ConfigError> {
+    let (path, required) = match explicit {
+        Some(p) => (p.to_path_buf(), true),
+        None => match default_path() {
+            Some(p) => (p, false),
+            None => return Ok((Config::default(), None)),
+        },
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Config::default(), None));
+        }
+        Err(source) => return Err(ConfigError::Read { path, source }),
+    };
+    let config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((config, Some(path)))
+}
+
+/// The STUN servers to use: `flags` if any, else the file's list, else the defaults.
+/// Names are resolved here (blocking, once, at start-up); every address a name has is
+/// kept, so both families get servers.
+pub fn stun_servers(
+    flags: &[SocketAddr],
+    config: &Config,
+    file: Option<&Path>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    if !flags.is_empty() {
+        return Ok(flags.to_vec());
+    }
+    let (entries, origin): (Vec<String>, String) = match (&config.stun, file) {
+        (Some(list), Some(path)) => (list.clone(), format!("from {}", path.display())),
+        _ => (
+            DEFAULT_STUN.iter().map(|s| s.to_string()).collect(),
+            "built-in default".into(),
+        ),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        for a in resolve(&entry).map_err(|problem| ConfigError::Server {
+            entry: entry.clone(),
+            origin: origin.clone(),
+            problem,
+        })? {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `IP`, `IP:PORT`, `[IPv6]:PORT`, `HOST` or `HOST:PORT` (port 3478 by default).
+fn resolve(entry: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = parse_host_port(entry) {
+        return Ok(vec![a]);
+    }
+    let with_port = if entry
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        entry.to_string()
+    } else {
+        format!("{entry}:{STUN_PORT}")
+    };
+    let addrs: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err("the name has no addresses".into());
+    }
+    Ok(addrs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_replace_the_file_and_the_file_replaces_defaults() {
+        let file: Config = toml::from_str(r#"stun = ["192.0.2.1", "[2001:db8::1]:9"]"#).unwrap();
+        let path = Path::new("/etc/p2pd.toml");
+        let from_file = stun_servers(&[], &file, Some(path)).unwrap();
+        assert_eq!(
+            from_file,
+            [
+                "192.0.2.1:3478".parse::<SocketAddr>().unwrap(),
+                "[2001:db8::1]:9".parse().unwrap()
+            ]
+        );
+        let flag: SocketAddr = "192.0.2.9:1".parse().unwrap();
+        assert_eq!(stun_servers(&[flag], &file, Some(path)).unwrap(), [flag]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_entries_are_named() {
+        assert!(toml::from_str::<Config>("stn = []").is_err());
+        let file: Config = toml::from_str(r#"stun = ["not a server!"]"#).unwrap();
+        let e = stun_servers(&[], &file, Some(Path::new("/x.toml"))).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("'not a server!'") && msg.contains("/x.toml"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn localhost_resolves_with_the_default_port() {
+        let a = resolve("localhost").unwrap();
+        assert!(
+            a.iter()
+                .all(|a| a.port() == STUN_PORT && a.ip().is_loopback()),
+            "{a:?}"
+        );
+    }
+}
