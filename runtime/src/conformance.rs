@@ -277,10 +277,16 @@ pub async fn tcp_simultaneous_open<R: Runtime>(rt: R) {
     }
 }
 
-/// Route discovery on the loopback interface against the STUN server at `server`:
-/// one route whose external address is the local one (no NAT on loopback).
-pub async fn loopback_route<R: Runtime>(rt: R, server: SocketAddr) {
-    let lo = Interface {
+fn quick_routes(server: SocketAddr) -> RouteConfig {
+    RouteConfig {
+        transaction: quick(),
+        ..RouteConfig::new(vec![server])
+    }
+}
+
+/// The loopback interface with 127.0.0.1 only.
+fn loopback_interface() -> Interface {
+    Interface {
         name: "lo".into(),
         index: None,
         up: true,
@@ -288,11 +294,14 @@ pub async fn loopback_route<R: Runtime>(rt: R, server: SocketAddr) {
         ipv4: vec![Ipv4Addr::LOCALHOST],
         ipv6: vec![],
         default_for: vec![],
-    };
-    let config = RouteConfig {
-        transaction: quick(),
-        ..RouteConfig::new(vec![server])
-    };
+    }
+}
+
+/// Route discovery on the loopback interface against the STUN server at `server`:
+/// one route whose external address is the local one (no NAT on loopback).
+pub async fn loopback_route<R: Runtime>(rt: R, server: SocketAddr) {
+    let lo = loopback_interface();
+    let config = quick_routes(server);
     let r = interface_routes(&rt, lo, &config, Rng::seed_from_u64(3)).await;
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     assert_eq!(r.routes.len(), 1, "{:?}", r.routes);
@@ -305,15 +314,7 @@ pub async fn loopback_route<R: Runtime>(rt: R, server: SocketAddr) {
 /// is not on this host): the failure is reported for that interface alone and the
 /// loopback interface still gets its route.
 pub async fn discover_isolates_a_failing_interface<R: Runtime>(rt: R, server: SocketAddr) {
-    let lo = Interface {
-        name: "lo".into(),
-        index: None,
-        up: true,
-        loopback: true,
-        ipv4: vec![Ipv4Addr::LOCALHOST],
-        ipv6: vec![],
-        default_for: vec![],
-    };
+    let lo = loopback_interface();
     // 192.0.2.0/24 is documentation space; .77 is not configured on any test host.
     let bogus = Interface {
         name: "bogus0".into(),
@@ -321,10 +322,7 @@ pub async fn discover_isolates_a_failing_interface<R: Runtime>(rt: R, server: So
         loopback: false,
         ..lo.clone()
     };
-    let config = RouteConfig {
-        transaction: quick(),
-        ..RouteConfig::new(vec![server])
-    };
+    let config = quick_routes(server);
     let found = discover(&rt, vec![bogus, lo], &config, &mut Rng::seed_from_u64(4)).await;
     assert_eq!(found.len(), 2);
     assert_eq!(found[0].interface.name, "bogus0");
@@ -353,50 +351,35 @@ pub async fn discover_isolates_a_failing_interface<R: Runtime>(rt: R, server: So
 #[macro_export]
 macro_rules! conformance_tests {
     ($name:ident, runtime: $rt:expr, block_on: $block_on:path, stun_server: $server:path $(,)?) => {
+        $crate::conformance_tests!(@emit $name, $rt, $block_on, $server,
+            needs_server: [stun_binding, loopback_route, discover_isolates_a_failing_interface],
+            standalone: [
+                stun_silence_names_server_and_wait,
+                stun_server_loop_ipv4_and_ipv6,
+                timers_follow_poll_timeout,
+                tcp_listen_and_bound_connect,
+                tcp_refused_is_named,
+                tcp_simultaneous_open,
+            ]);
+    };
+    (@emit $name:ident, $rt:expr, $block_on:path, $server:path,
+        needs_server: [$($with:ident),*], standalone: [$($alone:ident),* $(,)?]) => {
         mod $name {
             #[allow(unused_imports)]
             use super::*;
-            use $crate::conformance as c;
-
-            #[test]
-            fn stun_binding_against_stun_server() {
-                let (_guard, addr) = $server();
-                $block_on(async { c::stun_binding($rt, addr).await })
-            }
-            #[test]
-            fn stun_silence_names_server_and_wait() {
-                $block_on(async { c::stun_silence_names_server_and_wait($rt).await })
-            }
-            #[test]
-            fn stun_server_loop_ipv4_and_ipv6() {
-                $block_on(async { c::stun_server_loop_ipv4_and_ipv6($rt).await })
-            }
-            #[test]
-            fn timers_follow_poll_timeout() {
-                $block_on(async { c::timers_follow_poll_timeout($rt).await })
-            }
-            #[test]
-            fn tcp_listen_and_bound_connect() {
-                $block_on(async { c::tcp_listen_and_bound_connect($rt).await })
-            }
-            #[test]
-            fn tcp_refused_is_named() {
-                $block_on(async { c::tcp_refused_is_named($rt).await })
-            }
-            #[test]
-            fn tcp_simultaneous_open() {
-                $block_on(async { c::tcp_simultaneous_open($rt).await })
-            }
-            #[test]
-            fn loopback_route() {
-                let (_guard, addr) = $server();
-                $block_on(async { c::loopback_route($rt, addr).await })
-            }
-            #[test]
-            fn discover_isolates_a_failing_interface() {
-                let (_guard, addr) = $server();
-                $block_on(async { c::discover_isolates_a_failing_interface($rt, addr).await })
-            }
+            $(
+                #[test]
+                fn $with() {
+                    let (_guard, addr) = $server();
+                    $block_on(async { $crate::conformance::$with($rt, addr).await })
+                }
+            )*
+            $(
+                #[test]
+                fn $alone() {
+                    $block_on(async { $crate::conformance::$alone($rt).await })
+                }
+            )*
         }
     };
 }
