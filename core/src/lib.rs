@@ -9,11 +9,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod machine;
 pub mod nat;
 pub mod rng;
 pub mod stun;
 pub mod time;
 pub mod transmit;
 
+pub use machine::Machine;
 pub use time::Timeout;
 pub use transmit::{Transmit, Transport};

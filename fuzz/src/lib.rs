@@ -5,4 +5,5 @@
 //! and `cargo bolero test` runs the same function under libFuzzer. See `README.md`.
 #![cfg(test)]
 
+mod nat;
 mod stun;

@@ -1,34 +1,11 @@
-//! Any core state machine with the standard contract, as a simulated host's endpoint.
+//! Any core state machine ([`Machine`]) as a simulated host's endpoint.
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use p2pd_core::nat::{Classification, Classifier, LifetimeProbe, MappingLifetime};
-use p2pd_core::{Timeout, Transmit};
+pub use p2pd_core::Machine;
 
 use crate::endpoint::{Datagram, Endpoint};
-
-/// Core's machine contract: input and timeouts in; transmits, deadlines and events out.
-pub trait Machine {
-    /// What the machine reports.
-    type Event;
-    /// A received datagram.
-    fn handle_input(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        bytes: &[u8],
-    );
-    /// Time passed.
-    fn handle_timeout(&mut self, now: Instant);
-    /// The next datagram to send.
-    fn poll_transmit(&mut self) -> Option<Transmit<'_>>;
-    /// When to call `handle_timeout`.
-    fn poll_timeout(&self) -> Option<Timeout>;
-    /// The next event.
-    fn poll_event(&mut self) -> Option<Self::Event>;
-}
 
 /// Runs a [`Machine`] on a host and keeps its events.
 #[derive(Debug)]
@@ -95,35 +72,3 @@ impl<M: Machine> Endpoint for MachineEndpoint<M> {
         self.collect();
     }
 }
-
-macro_rules! machine {
-    ($t:ty, $event:ty) => {
-        impl Machine for $t {
-            type Event = $event;
-            fn handle_input(
-                &mut self,
-                now: Instant,
-                source: SocketAddr,
-                destination: SocketAddr,
-                bytes: &[u8],
-            ) {
-                <$t>::handle_input(self, now, source, destination, bytes);
-            }
-            fn handle_timeout(&mut self, now: Instant) {
-                <$t>::handle_timeout(self, now);
-            }
-            fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-                <$t>::poll_transmit(self)
-            }
-            fn poll_timeout(&self) -> Option<Timeout> {
-                <$t>::poll_timeout(self)
-            }
-            fn poll_event(&mut self) -> Option<$event> {
-                <$t>::poll_event(self)
-            }
-        }
-    };
-}
-
-machine!(Classifier, Classification);
-machine!(LifetimeProbe, MappingLifetime);
