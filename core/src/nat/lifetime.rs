@@ -65,7 +65,10 @@ pub struct MappingLifetime {
 #[derive(Debug)]
 enum Target {
     Opening(ProbeId),
-    Waiting { external_port: u16, test_at: Instant },
+    Waiting {
+        external_port: u16,
+        test_at: Instant,
+    },
     Testing(ProbeId),
     Done(Option<bool>),
 }
@@ -108,10 +111,12 @@ impl LifetimeProbe {
         let targets = sockets
             .targets
             .iter()
-            .map(|&t| match prober.add(now, ProbeSpec::plain(t, config.server), opening) {
-                Some(id) => Target::Opening(id),
-                None => Target::Done(None),
-            })
+            .map(
+                |&t| match prober.add(now, ProbeSpec::plain(t, config.server), opening) {
+                    Some(id) => Target::Opening(id),
+                    None => Target::Done(None),
+                },
+            )
             .collect();
         Ok(LifetimeProbe {
             config,
@@ -135,8 +140,17 @@ impl LifetimeProbe {
     }
 
     /// Offers a received packet; whether it was ours.
-    pub fn handle_input(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, bytes: &[u8]) -> bool {
-        let used = self.prober.handle_input(now, source, destination, bytes).is_some();
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) -> bool {
+        let used = self
+            .prober
+            .handle_input(now, source, destination, bytes)
+            .is_some();
         if used {
             self.step(now);
         }
@@ -194,7 +208,10 @@ impl LifetimeProbe {
                     ProbeOutcome::Pending => {}
                     _ => *t = Target::Done(None),
                 },
-                Target::Waiting { external_port, test_at } if now >= test_at => {
+                Target::Waiting {
+                    external_port,
+                    test_at,
+                } if now >= test_at => {
                     let spec = ProbeSpec {
                         response_port: Some(external_port),
                         receive_on: Some(self.sockets.targets[i]),
@@ -214,7 +231,10 @@ impl LifetimeProbe {
                 _ => {}
             }
         }
-        if self.result.is_none() && !self.emitted && self.targets.iter().all(|t| matches!(t, Target::Done(_))) {
+        if self.result.is_none()
+            && !self.emitted
+            && self.targets.iter().all(|t| matches!(t, Target::Done(_)))
+        {
             self.result = Some(self.summarise());
         }
     }
@@ -227,8 +247,16 @@ impl LifetimeProbe {
             .zip(&self.targets)
             .map(|(d, t)| (*d, if let Target::Done(r) = t { *r } else { None }))
             .collect();
-        let at_least = tests.iter().filter(|(_, r)| *r == Some(true)).map(|(d, _)| *d).max();
-        let less_than = tests.iter().filter(|(_, r)| *r == Some(false)).map(|(d, _)| *d).min();
+        let at_least = tests
+            .iter()
+            .filter(|(_, r)| *r == Some(true))
+            .map(|(d, _)| *d)
+            .max();
+        let less_than = tests
+            .iter()
+            .filter(|(_, r)| *r == Some(false))
+            .map(|(d, _)| *d)
+            .min();
         let mut notes = Vec::new();
         if let (Some(a), Some(l)) = (at_least, less_than) {
             if a >= l {

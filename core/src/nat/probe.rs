@@ -360,11 +360,7 @@ mod tests {
         let local: SocketAddr = "10.0.0.2:4000".parse().unwrap();
         let server: SocketAddr = "192.0.2.1:3478".parse().unwrap();
         let id = p
-            .add(
-                start,
-                ProbeSpec::plain(local, server),
-                schedule(),
-            )
+            .add(start, ProbeSpec::plain(local, server), schedule())
             .unwrap();
         let first = p.poll_transmit().unwrap().contents.to_vec();
         assert!(p.poll_transmit().is_none());
