@@ -63,9 +63,21 @@ pub struct NatArgs {
     /// are needed for the filtering tests.
     #[arg(long = "stun", value_parser = parse_host_port)]
     pub stun: Vec<SocketAddr>,
+    /// Config file whose `stun` list is used when no --stun is given (default:
+    /// $P2PD_HOME/config.toml). `nat` has no built-in servers: a NAT verdict is only as
+    /// good as the servers it came from.
+    #[arg(long)]
+    pub config: Option<std::path::PathBuf>,
     /// Also test whether the NAT hairpins.
     #[arg(long)]
     pub hairpin: bool,
+    /// Also measure how long the NAT keeps an idle UDP mapping (RFC 5780 §4.6); takes as
+    /// long as --lifetime-max-s.
+    #[arg(long)]
+    pub lifetime: bool,
+    /// The longest idle time the lifetime test tries, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub lifetime_max_s: u64,
     /// With no answer from any server by then, UDP counts as blocked (milliseconds).
     #[arg(long, default_value_t = 5000)]
     pub blocked_after_ms: u64,

@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use p2pd_core::nat::{Classification, ClassifierConfig};
+use p2pd_core::nat::{Classification, ClassifierConfig, LifetimeConfig, MappingLifetime};
 use p2pd_tokio::Tokio;
-use p2pd_tokio::nat::classify;
+use p2pd_tokio::nat::{classify, mapping_lifetime};
 use p2pd_tokio::net::route_local_ip;
 use serde::Serialize;
 
 use crate::cli::NatArgs;
+use crate::config;
 use crate::output;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -35,6 +36,52 @@ pub struct NatReport {
     pub requests: u32,
     pub tests: Vec<TestReport>,
     pub notes: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mapping_lifetime: Option<LifetimeReport>,
+}
+
+/// `--lifetime`: how long an idle mapping lived.
+#[derive(Debug, Serialize)]
+pub struct LifetimeReport {
+    /// Alive after this many seconds idle.
+    pub at_least_s: Option<f64>,
+    /// Gone after this many seconds idle.
+    pub less_than_s: Option<f64>,
+    pub tests: Vec<LifetimeTest>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LifetimeTest {
+    pub idle_s: f64,
+    pub alive: Option<bool>,
+}
+
+impl LifetimeReport {
+    fn new(m: &MappingLifetime) -> Self {
+        LifetimeReport {
+            at_least_s: m.at_least.map(|d| d.as_secs_f64()),
+            less_than_s: m.less_than.map(|d| d.as_secs_f64()),
+            tests: m
+                .tests
+                .iter()
+                .map(|(d, alive)| LifetimeTest {
+                    idle_s: d.as_secs_f64(),
+                    alive: *alive,
+                })
+                .collect(),
+            notes: m.notes.clone(),
+        }
+    }
+
+    fn unavailable(why: &str) -> Self {
+        LifetimeReport {
+            at_least_s: None,
+            less_than_s: None,
+            tests: Vec::new(),
+            notes: vec![why.to_string()],
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -94,22 +141,24 @@ impl NatReport {
                 })
                 .collect(),
             notes: c.notes.clone(),
+            mapping_lifetime: None,
         }
     }
 }
 
 pub async fn run(args: NatArgs) -> Result<()> {
-    if args.stun.is_empty() {
-        return Err("no STUN servers: pass one or more --stun IP[:PORT] (RFC 5780 servers give a full verdict)".into());
-    }
+    let stun = if args.stun.is_empty() {
+        let (file_config, file) = config::load(args.config.as_deref())?;
+        match (&file_config.stun, &file) {
+            (Some(_), Some(path)) => config::stun_servers(&[], &file_config, Some(path))?,
+            _ => return Err("no STUN servers: pass one or more --stun IP[:PORT], or list them as `stun = [...]` in the config file (RFC 5780 servers give a full verdict)".into()),
+        }
+    } else {
+        args.stun.clone()
+    };
     let mut reports = Vec::new();
     for v4 in [true, false] {
-        let servers: Vec<SocketAddr> = args
-            .stun
-            .iter()
-            .copied()
-            .filter(|s| s.is_ipv4() == v4)
-            .collect();
+        let servers: Vec<SocketAddr> = stun.iter().copied().filter(|s| s.is_ipv4() == v4).collect();
         let Some(first) = servers.first() else {
             continue;
         };
@@ -121,7 +170,28 @@ pub async fn run(args: NatArgs) -> Result<()> {
             ..ClassifierConfig::default()
         };
         let c = classify(&Tokio, ip, config, p2pd_tokio::rng::os_rng()?).await?;
-        reports.push(NatReport::new(&c));
+        let mut report = NatReport::new(&c);
+        if args.lifetime {
+            report.mapping_lifetime = Some(match (c.server, c.rtt) {
+                (Some(server), Some(rtt)) => {
+                    let config = LifetimeConfig {
+                        server,
+                        delays: LifetimeConfig::default_delays(Duration::from_secs(
+                            args.lifetime_max_s,
+                        )),
+                        rtt,
+                        attempts: 6,
+                    };
+                    let m =
+                        mapping_lifetime(&Tokio, ip, config, p2pd_tokio::rng::os_rng()?).await?;
+                    LifetimeReport::new(&m)
+                }
+                _ => LifetimeReport::unavailable(
+                    "no STUN server answered, so there is no mapping to time",
+                ),
+            });
+        }
+        reports.push(report);
     }
     if args.json {
         output::line(serde_json::to_string_pretty(&reports)?)?;
@@ -152,6 +222,17 @@ pub async fn run(args: NatArgs) -> Result<()> {
             ))?;
             for s in &r.unreachable {
                 output::line(format!("  no answer from {s}"))?;
+            }
+            if let Some(l) = &r.mapping_lifetime {
+                let secs = |x: Option<f64>| x.map_or("?".to_string(), |s| format!("{s} s"));
+                output::line(format!(
+                    "  idle mapping: alive after {}, gone after {}",
+                    secs(l.at_least_s),
+                    secs(l.less_than_s)
+                ))?;
+                for n in &l.notes {
+                    output::line(format!("  note: {n}"))?;
+                }
             }
             for n in &r.notes {
                 output::line(format!("  note: {n}"))?;

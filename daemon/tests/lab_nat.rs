@@ -192,3 +192,34 @@ fn port_restricted_with_20ms_one_way_delay() {
         );
     }
 }
+
+/// `--lifetime` against real conntrack: the router's UDP timeouts are set to 8 s in its
+/// namespace, so the idle mapping must be alive after 5 s and gone after 10 s.
+#[test]
+fn mapping_lifetime_brackets_the_conntrack_timeout() {
+    p2pd_lab::require!(ALL_TOOLS);
+    let lab = Lab::one_lan(RouterKind::HOME).expect("build lab");
+    lab.start_coturn().expect("coturn");
+    for key in [
+        "net.netfilter.nf_conntrack_udp_timeout",
+        "net.netfilter.nf_conntrack_udp_timeout_stream",
+    ] {
+        let out = lab
+            .router(0)
+            .ns()
+            .run(
+                &["sysctl", "-w", &format!("{key}=8")],
+                Duration::from_secs(5),
+            )
+            .expect("sysctl");
+        assert!(out.status.success(), "{}", out.combined());
+    }
+    let r = run_nat(
+        &lab,
+        &format!("{SERVER_IP1}:3478"),
+        &["--lifetime", "--lifetime-max-s", "20"],
+    );
+    let l = &r["mapping_lifetime"];
+    assert_eq!(l["at_least_s"], 5.0, "{r:#}");
+    assert_eq!(l["less_than_s"], 10.0, "{r:#}");
+}

@@ -75,7 +75,15 @@ fn no_answer_at_all_is_blocked_not_an_error() {
 
 #[test]
 fn no_servers_is_a_clear_error() {
-    let out = Command::new(BIN).arg("nat").output().unwrap();
+    // An empty home: no config file, so no servers at all.
+    let home = std::env::temp_dir().join(format!("p2pd-nat-test-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap();
+    let out = Command::new(BIN)
+        .arg("nat")
+        .env("P2PD_HOME", &home)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&home);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--stun"));
 }
