@@ -15,6 +15,7 @@ pub mod rng;
 pub mod stun;
 pub mod time;
 pub mod transmit;
+pub mod turn;
 
 pub use machine::Machine;
 pub use time::Timeout;

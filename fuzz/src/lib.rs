@@ -7,3 +7,4 @@
 
 mod nat;
 mod stun;
+mod turn;
