@@ -10,8 +10,8 @@ use crate::socket_set::SocketSet;
 use crate::timer::until;
 use p2pd_core::Machine;
 use p2pd_core::nat::{
-    Classification, Classifier, ClassifierConfig, ClassifierSockets, ClassifyError,
-    LifetimeConfig, LifetimeProbe, LifetimeSockets, LifetimeSocketsMismatch, MappingLifetime,
+    Classification, Classifier, ClassifierConfig, ClassifierSockets, ClassifyError, LifetimeConfig,
+    LifetimeProbe, LifetimeSockets, LifetimeSocketsMismatch, MappingLifetime,
 };
 use p2pd_core::rng::Rng;
 
@@ -115,7 +115,9 @@ pub async fn drive<R: Runtime, M: Machine>(
             return Ok(event);
         }
         let Some(deadline) = machine.poll_timeout() else {
-            return Err(io::Error::other("the state machine stopped without a result"));
+            return Err(io::Error::other(
+                "the state machine stopped without a result",
+            ));
         };
         if let Some(r) = until(rt, deadline.at, set.recv()).await {
             let (from, local, bytes) = r?;
@@ -145,5 +147,7 @@ pub async fn mapping_lifetime<R: Runtime>(
         targets: addrs[1..].to_vec(),
     };
     let probe = LifetimeProbe::new(rt.now(), config, sockets, rng)?;
-    drive(rt, SocketSet::new(with_addrs), probe).await.map_err(io_err)
+    drive(rt, SocketSet::new(with_addrs), probe)
+        .await
+        .map_err(io_err)
 }
