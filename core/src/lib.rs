@@ -9,6 +9,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod addr;
+pub mod identity;
 pub mod machine;
 pub mod nat;
 pub mod rng;
