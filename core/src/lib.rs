@@ -12,6 +12,7 @@
 pub mod addr;
 pub mod identity;
 pub mod machine;
+pub mod mqtt;
 pub mod nat;
 pub mod rng;
 pub mod stun;
