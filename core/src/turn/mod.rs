@@ -3,6 +3,7 @@
 
 mod attributes;
 mod channel_data;
+mod server;
 
 pub use attributes::{
     AdditionalAddressFamily, AddressFamily, ChannelNumber, ConnectionId, Data, DontFragment,
@@ -10,3 +11,8 @@ pub use attributes::{
     TransportProtocol,
 };
 pub use channel_data::{CHANNEL_DATA_HEADER, ChannelData, ChannelDataError, channel_data_len};
+pub use server::{
+    BIND_TIMEOUT, CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME,
+    RESERVATION_LIFETIME, TurnConfigError, TurnLimits, TurnServer, TurnServerConfig,
+    TurnServerEvent, TurnServerStats, stream_frame_len,
+};
