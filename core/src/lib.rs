@@ -15,6 +15,7 @@ pub mod machine;
 pub mod mqtt;
 pub mod nat;
 pub mod rng;
+pub mod signal;
 pub mod stun;
 pub mod time;
 pub mod transmit;
