@@ -11,6 +11,7 @@
 
 pub mod conformance;
 pub mod interfaces;
+pub mod mqtt;
 pub mod nat;
 pub mod net;
 pub mod rng;
