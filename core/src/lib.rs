@@ -16,6 +16,7 @@ pub mod mqtt;
 pub mod nat;
 pub mod rng;
 pub mod signal;
+pub mod stream;
 pub mod stun;
 pub mod time;
 pub mod transmit;

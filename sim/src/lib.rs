@@ -66,6 +66,7 @@ mod machine;
 mod nat;
 mod network;
 mod stats;
+mod stream;
 mod trace;
 
 pub use endpoint::{Datagram, Endpoint, StunEndpoint};
@@ -76,4 +77,5 @@ pub use machine::{Machine, MachineEndpoint};
 pub use nat::{PortAllocation, RouterConfig};
 pub use network::{Attachment, HostId, Network, RouterId, ServerId, Stop};
 pub use stats::{DropCounts, DropReason, Stats};
+pub use stream::{EMPTY_HASH, StreamEndpoint, fnv1a};
 pub use trace::{TraceEntry, TraceKind};
