@@ -5,6 +5,9 @@
 //! and `cargo bolero test` runs the same function under libFuzzer. See `README.md`.
 #![cfg(test)]
 
+mod addr;
+mod mqtt;
 mod nat;
+mod signal;
 mod stun;
 mod turn;

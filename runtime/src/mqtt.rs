@@ -148,7 +148,12 @@ async fn connect_broker<R: Runtime>(rt: R, broker: Broker) -> io::Result<R::TcpS
     connect_tcp(&rt, any_local_for(addr), addr, false).await
 }
 
-type Connecting<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
+/// A connection attempt in progress: its id, the attempt, and where its stream lands.
+type Connecting<S> = (
+    ConnId,
+    Pin<Box<dyn Future<Output = io::Result<S>> + Send>>,
+    Option<S>,
+);
 
 enum Wake<C> {
     Command(Option<C>),
@@ -171,7 +176,7 @@ pub async fn drive_streams<R, M, C>(
     M: StreamMachine,
 {
     let mut streams: HashMap<ConnId, R::TcpStream> = HashMap::new();
-    let mut connecting: Vec<(ConnId, Connecting<R::TcpStream>, Option<R::TcpStream>)> = Vec::new();
+    let mut connecting: Vec<Connecting<R::TcpStream>> = Vec::new();
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         // Drain the machine: writes, connection requests, events.
