@@ -25,6 +25,8 @@ pub struct NewReno {
     /// No loss before this offset cuts the window again (set by a timeout, whose cut
     /// already covers everything then in flight).
     guard: u64,
+    /// Window and threshold before the last cut, to restore if it proves spurious.
+    prior: Option<(u64, u64)>,
 }
 
 impl NewReno {
@@ -41,6 +43,7 @@ impl NewReno {
             acked: 0,
             recovery_end: None,
             guard: 0,
+            prior: None,
         }
     }
 
@@ -90,11 +93,23 @@ impl NewReno {
         if self.recovery_end.is_some() || lost < self.guard {
             return false;
         }
+        self.prior = Some((self.cwnd, self.ssthresh));
         self.ssthresh = (flight / 2).max(2 * self.mss);
         self.cwnd = self.ssthresh;
         self.acked = 0;
         self.recovery_end = Some(next);
         true
+    }
+
+    /// The last fast-retransmit cut was for nothing (the "lost" segment arrived after
+    /// all): restore the window and threshold from before it and leave recovery (the undo
+    /// of RFC 3708 / RFC 4015 Eifel response, without timestamps).
+    pub fn undo(&mut self) {
+        if let Some((cwnd, ssthresh)) = self.prior.take() {
+            self.cwnd = self.cwnd.max(cwnd);
+            self.ssthresh = self.ssthresh.max(ssthresh);
+            self.recovery_end = None;
+        }
     }
 
     /// The retransmission timer expired with `flight` bytes outstanding.
@@ -105,6 +120,7 @@ impl NewReno {
         self.cwnd = self.mss;
         self.acked = 0;
         self.recovery_end = None;
+        self.prior = None;
         self.guard = next;
     }
 }
@@ -123,6 +139,11 @@ mod tests {
         assert!(cc.on_loss(8000, 12_000, 20_000));
         assert_eq!((cc.window(), cc.ssthresh()), (6000, 6000));
         assert!(!cc.on_loss(9000, 6000, 21_000), "one cut per window");
+        let mut undone = cc.clone();
+        undone.undo();
+        assert_eq!((undone.window(), undone.in_recovery()), (13_000, false));
+        undone.undo();
+        assert_eq!(undone.window(), 13_000, "one undo per cut");
         cc.on_ack(1000, 15_000);
         assert_eq!(cc.window(), 6000, "partial ACK holds the window");
         assert!(cc.in_recovery());

@@ -163,6 +163,8 @@ pub struct Stats {
     pub retransmissions: u64,
     /// Fast-recovery episodes (losses found by SACK or duplicate ACKs).
     pub fast_recoveries: u64,
+    /// Retransmissions found unnecessary (the original arrived; the path reorders).
+    pub spurious_retransmissions: u64,
     /// Retransmission timeouts.
     pub timeouts: u64,
 }
@@ -172,6 +174,14 @@ enum State {
     Open,
     Closed,
     Failed,
+}
+
+/// RACK's record of the most recently sent segment known delivered.
+#[derive(Debug, Clone, Copy)]
+struct Rack {
+    sent_at: Instant,
+    seq: u64,
+    rtt: Duration,
 }
 
 /// One segment sent and not yet cumulatively acknowledged.
@@ -248,8 +258,18 @@ pub struct Connection {
     timeouts: u32,
     cc: NewReno,
     dupacks: u32,
-    /// Send time of the most recently sent segment known delivered (RACK).
-    rack_time: Option<Instant>,
+    /// The most recently sent segment known delivered (RFC 8985 RACK).
+    rack: Option<Rack>,
+    /// When a segment not yet deemed lost will be, unless acknowledged first (RACK's
+    /// reordering timer).
+    rack_timer: Option<Instant>,
+    /// The smallest round trip measured.
+    min_rtt: Option<Duration>,
+    /// A retransmission turned out spurious (the original arrived): the path reorders, so
+    /// losses are judged by time only and the reordering window widens.
+    reordering_seen: bool,
+    /// Multiplier of the reordering window (RFC 8985 §6.2 step 4), 1..=16.
+    reo_mult: u32,
     /// When the current recovery began: segments sent before it and still missing at a
     /// partial ACK are lost (RFC 6582).
     recovery_start: Option<Instant>,
@@ -311,7 +331,11 @@ impl Connection {
             timeouts: 0,
             cc: NewReno::new(mss, config.initial_window, config.send_buffer),
             dupacks: 0,
-            rack_time: None,
+            rack: None,
+            rack_timer: None,
+            min_rtt: None,
+            reordering_seen: false,
+            reo_mult: 1,
             recovery_start: None,
             retransmit_now: false,
             ping_pending: false,
@@ -421,6 +445,27 @@ impl Connection {
     /// The congestion window in bytes.
     pub fn congestion_window(&self) -> u64 {
         self.cc.window()
+    }
+
+    /// Bytes this connection holds in its buffers and bookkeeping (an estimate of its
+    /// heap use): bounded by the configured buffers, whatever the peer sends.
+    pub fn memory(&self) -> usize {
+        self.send.len()
+            + self.recv.readable()
+            + self.recv.out_of_order()
+            + self.recv.pieces() * 64
+            + self.segments.len() * std::mem::size_of::<(u64, Segment)>()
+    }
+
+    /// The most [`memory`](Self::memory) can reach with this configuration.
+    pub fn memory_bound(&self) -> usize {
+        let c = &self.config;
+        // Segments: at most one per byte of the send buffer, but never more than the
+        // buffer divided by the smallest segment sent (1 byte) — in practice the buffer
+        // over the payload size; bound it by the worst case.
+        c.send_buffer * (1 + std::mem::size_of::<(u64, Segment)>())
+            + c.recv_buffer
+            + self.recv.max_pieces() * 64
     }
 
     /// Payload bytes per full packet.
@@ -564,6 +609,7 @@ impl Connection {
 
         // SACK blocks: mark fully covered segments.
         let mut newly_sacked = false;
+        let mut delivered: Vec<(u64, Segment)> = Vec::new();
         for (s, e) in p.sacks() {
             let (s, e) = (unwrap(self.snd_una, s), unwrap(self.snd_una, e));
             if s >= e || s < ack || e > self.snd_nxt {
@@ -574,7 +620,7 @@ impl Connection {
                     seg.sacked = true;
                     seg.lost = false;
                     newly_sacked = true;
-                    self.rack_time = self.rack_time.max(Some(seg.sent_at));
+                    delivered.push((k, *seg));
                 }
             }
         }
@@ -600,7 +646,9 @@ impl Connection {
                     self.segments.insert(ack, rest);
                     break;
                 }
-                self.rack_time = self.rack_time.max(Some(seg.sent_at));
+                if !seg.sacked {
+                    delivered.push((k, seg));
+                }
                 // Karn's rule: only segments sent once give an unambiguous round trip.
                 if !seg.retransmitted && !seg.sacked {
                     sample = Some(now.saturating_duration_since(seg.sent_at));
@@ -608,6 +656,7 @@ impl Connection {
             }
             if let Some(rtt) = sample {
                 self.rtt.sample(rtt);
+                self.min_rtt = Some(self.min_rtt.map_or(rtt, |m| m.min(rtt)));
             }
             self.snd_una = ack;
             self.send.ack(ack);
@@ -631,8 +680,10 @@ impl Connection {
                 self.write_blocked = false;
                 self.events.push_back(Event::Writable);
             }
-            // NewReno partial ACK: the next hole was lost too.
-            if let Some(start) = self.recovery_start
+            // NewReno partial ACK: the next hole was lost too (unless the path is known to
+            // reorder: then RACK's timer decides).
+            if !self.reordering_seen
+                && let Some(start) = self.recovery_start
                 && let Some(seg) = self.segments.values_mut().next()
                 && !seg.sacked
                 && !seg.lost
@@ -647,6 +698,9 @@ impl Connection {
             // A duplicate ACK (RFC 5681 §2): nothing new acknowledged, data outstanding.
             self.dupacks += 1;
         }
+        for (k, seg) in delivered {
+            self.on_delivered(now, k, seg);
+        }
         if advertised == self.peer_edge {
             // Segments starting beyond the newest window the peer stated were refused (the
             // first ones go out on a guessed window): resend them once it opens, without
@@ -660,22 +714,61 @@ impl Connection {
         self.detect_losses(now);
     }
 
-    /// Marks segments lost (RFC 6675 §5's IsLost with DupThresh, plus a RACK-style time
-    /// rule so a lost retransmission is found without waiting for the RTO), and starts a
-    /// recovery episode when a loss is new.
+    /// A segment was acknowledged or SACKed: advance RACK's record (RFC 8985 §6.2) and
+    /// notice a spurious retransmission — one acknowledged sooner after it was sent than
+    /// half the smallest round trip can only have been the original arriving late.
+    fn on_delivered(&mut self, now: Instant, k: u64, seg: Segment) {
+        let rtt = now.saturating_duration_since(seg.sent_at);
+        let min_rtt = self.min_rtt.unwrap_or(Duration::ZERO);
+        if seg.retransmitted && rtt < min_rtt / 2 {
+            self.stats.spurious_retransmissions += 1;
+            self.reordering_seen = true;
+            self.reo_mult = (self.reo_mult + 1).min(16);
+            self.cc.undo();
+            return;
+        }
+        if seg.retransmitted && rtt < min_rtt {
+            // Ambiguous: RFC 8985 §6.2 step 2 ignores it.
+            return;
+        }
+        let newer = self
+            .rack
+            .is_none_or(|r| (seg.sent_at, k) > (r.sent_at, r.seq));
+        if newer {
+            self.rack = Some(Rack {
+                sent_at: seg.sent_at,
+                seq: k,
+                rtt,
+            });
+        }
+    }
+
+    /// RACK's reordering window: a quarter of the smallest round trip, widened after each
+    /// spurious retransmission, never above the smoothed round trip (RFC 8985 §6.2).
+    fn reorder_window(&self) -> Duration {
+        let min_rtt = self.min_rtt.unwrap_or(self.config.min_rto);
+        let w = (min_rtt / 4).saturating_mul(self.reo_mult);
+        w.min(self.rtt.srtt().unwrap_or(w))
+            .max(Duration::from_millis(1))
+    }
+
+    /// Marks segments lost and starts a recovery episode when a loss is new. A segment is
+    /// lost when a segment sent after it was delivered and it has been out longer than
+    /// that one's round trip plus the reordering window (RFC 8985 RACK), or — until the
+    /// path showed it reorders — when [`DUP_THRESH`] segments above it were SACKed (RFC
+    /// 6675 §5 IsLost) or three duplicate ACKs arrived (RFC 5681 §3.2). Segments that will
+    /// qualify by time arm the reordering timer.
     fn detect_losses(&mut self, now: Instant) {
+        self.rack_timer = None;
         if self.segments.is_empty() {
             return;
         }
-        let reorder = self
-            .rtt
-            .srtt()
-            .map_or(self.config.min_rto / 4, |s| s / 4)
-            .max(Duration::from_millis(1));
+        let reorder = self.reorder_window();
         let mut sacked_above = 0u32;
         let mut first_lost = None;
-        let dup_first = self.dupacks >= DUP_THRESH;
+        let dup_first = self.dupacks >= DUP_THRESH && !self.reordering_seen;
         let first_key = self.segments.keys().next().copied();
+        let mut timer: Option<Instant> = None;
         for (&k, seg) in self.segments.iter_mut().rev() {
             if seg.sacked {
                 sacked_above += 1;
@@ -684,15 +777,26 @@ impl Connection {
             if seg.lost {
                 continue;
             }
-            let by_count = !seg.retransmitted && sacked_above >= DUP_THRESH;
-            let by_time =
-                sacked_above > 0 && self.rack_time.is_some_and(|t| t > seg.sent_at + reorder);
+            let by_count =
+                !self.reordering_seen && !seg.retransmitted && sacked_above >= DUP_THRESH;
             let by_dupacks = dup_first && Some(k) == first_key;
+            let mut by_time = false;
+            if let Some(r) = self.rack
+                && (seg.sent_at, k) < (r.sent_at, r.seq)
+            {
+                let deadline = seg.sent_at + r.rtt + reorder;
+                if now >= deadline {
+                    by_time = true;
+                } else {
+                    timer = Some(timer.map_or(deadline, |t| t.min(deadline)));
+                }
+            }
             if by_count || by_time || by_dupacks {
                 seg.lost = true;
                 first_lost = Some(k);
             }
         }
+        self.rack_timer = timer;
         if let Some(k) = first_lost {
             let flight = self.flight();
             if self.cc.on_loss(k, flight, self.snd_nxt) {
@@ -711,6 +815,10 @@ impl Connection {
             return None;
         }
         let mut t = self.ack_at.map(|at| Timeout::new(at, "delayed ack"));
+        t = Timeout::earliest(
+            t,
+            self.rack_timer.map(|at| Timeout::new(at, "reorder timer")),
+        );
         if let Some(at) = self.rto_at {
             let reason = if self.segments.is_empty() {
                 "window probe"
@@ -750,6 +858,9 @@ impl Connection {
         if self.ack_at.is_some_and(|at| now >= at) {
             self.ack_at = None;
             self.ack_now = true;
+        }
+        if self.rack_timer.is_some_and(|at| now >= at) {
+            self.detect_losses(now);
         }
         if let Some(at) = self.rto_at
             && now >= at

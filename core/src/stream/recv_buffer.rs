@@ -68,6 +68,16 @@ impl RecvBuffer {
             .map_or(self.next, |(&k, v)| k + v.len() as u64)
     }
 
+    /// Out-of-order pieces held.
+    pub fn pieces(&self) -> usize {
+        self.ooo.len()
+    }
+
+    /// The most out-of-order pieces ever held.
+    pub fn max_pieces(&self) -> usize {
+        self.max_segments
+    }
+
     /// The receive window: bytes beyond [`next`](Self::next) this buffer will accept.
     pub fn window(&self) -> u64 {
         self.capacity.saturating_sub(self.readable.len()) as u64
