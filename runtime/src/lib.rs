@@ -10,6 +10,7 @@
 //! the suite each of them must pass.
 
 pub mod conformance;
+pub mod home;
 pub mod interfaces;
 pub mod mqtt;
 pub mod nat;
