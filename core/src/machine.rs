@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::nat::{Classification, Classifier, LifetimeProbe, MappingLifetime};
 use crate::time::Timeout;
 use crate::transmit::Transmit;
-use crate::turn::{TurnServer, TurnServerEvent};
+use crate::turn::{TurnClient, TurnClientEvent, TurnServer, TurnServerEvent};
 
 /// Input and timeouts in; transmits, deadlines and events out. After every
 /// `handle_*` call the driver drains `poll_transmit` and `poll_event`, then sleeps until
@@ -64,4 +64,5 @@ macro_rules! machine {
 
 machine!(Classifier, Classification);
 machine!(LifetimeProbe, MappingLifetime);
+machine!(TurnClient, TurnClientEvent);
 machine!(TurnServer, TurnServerEvent);

@@ -78,6 +78,11 @@ impl Lab {
     }
 
     fn spawn_coturn(&self) -> Result<(BgProcess, Vec<(Proto, SocketAddr)>)> {
+        self.spawn_coturn_with("")
+    }
+
+    /// coturn with `extra` lines appended to its configuration.
+    fn spawn_coturn_with(&self, extra: &str) -> Result<(BgProcess, Vec<(Proto, SocketAddr)>)> {
         let addrs = self.server_addrs();
         let mut conf =
             String::from("# coturn: STUN (RFC 5780 with two addresses x two ports) + TURN\n");
@@ -97,6 +102,7 @@ impl Lab {
             TURN_RELAY_PORTS.1,
             self.state_dir().join("turnserver.pid").display()
         ));
+        conf.push_str(extra);
         let path = self.write_config("turnserver.conf", &conf)?;
         let p = self.spawn(
             self.server(),
@@ -158,6 +164,21 @@ impl Lab {
             return Ok(p.clone());
         }
         let (p, want) = self.spawn_coturn()?;
+        self.await_ready(&p, self.server(), &want)?;
+        lock(&self.services).coturn = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Starts coturn as [`start_coturn`](Self::start_coturn) does, but granting TURN
+    /// allocations at most `secs` seconds (`max-allocate-lifetime`; coturn otherwise
+    /// raises any requested lifetime below 600 s to 600 s), so that tests can watch
+    /// refreshes keep an allocation alive. Idempotent: a coturn already running is kept
+    /// as it is.
+    pub fn start_coturn_max_lifetime(&self, secs: u32) -> Result<BgProcess> {
+        if let Some(p) = &lock(&self.services).coturn {
+            return Ok(p.clone());
+        }
+        let (p, want) = self.spawn_coturn_with(&format!("max-allocate-lifetime={secs}\n"))?;
         self.await_ready(&p, self.server(), &want)?;
         lock(&self.services).coturn = Some(p.clone());
         Ok(p)

@@ -11,7 +11,7 @@ use std::future::Future;
 
 pub use p2pd_runtime::{
     AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime, interfaces, nat, net, rng, routes,
-    socket_set, stun, task, timer,
+    socket_set, stun, task, timer, turn,
 };
 
 /// The async-std runtime (its global executor).

@@ -10,9 +10,7 @@
 //! the suite each of them must pass.
 
 pub mod conformance;
-pub mod home;
 pub mod interfaces;
-pub mod mqtt;
 pub mod nat;
 pub mod net;
 pub mod rng;
@@ -22,5 +20,6 @@ pub mod socket_set;
 pub mod stun;
 pub mod task;
 pub mod timer;
+pub mod turn;
 
 pub use runtime::{AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime};

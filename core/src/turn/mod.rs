@@ -3,6 +3,7 @@
 
 mod attributes;
 mod channel_data;
+pub mod client;
 mod server;
 
 pub use attributes::{
@@ -11,6 +12,10 @@ pub use attributes::{
     TransportProtocol,
 };
 pub use channel_data::{CHANNEL_DATA_HEADER, ChannelData, ChannelDataError, channel_data_len};
+pub use client::{
+    CommandError, RequestKind, TurnClient, TurnClientConfig, TurnClientError, TurnClientEvent,
+    TurnClientStats,
+};
 pub use server::{
     BIND_TIMEOUT, CHANNEL_LIFETIME, DEFAULT_LIFETIME, MAX_LIFETIME, PERMISSION_LIFETIME,
     RESERVATION_LIFETIME, TurnConfigError, TurnLimits, TurnServer, TurnServerConfig,

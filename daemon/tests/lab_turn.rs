@@ -1,0 +1,419 @@
+//! p2pd's TURN client (core `TurnClient`, driven by `p2pd_tokio::turn::TurnSession`)
+//! against coturn, from hosts behind symmetric random-port NATs (see `lab/`): allocation
+//! with long-term credentials, permissions, channels and data both ways over UDP and over
+//! TCP to the server; refreshes keeping a short-lived allocation alive; a wrong password.
+//! Needs root and the lab's packages; skips otherwise (fails under
+//! `P2PD_LAB_REQUIRED=1`, as in CI).
+
+use std::collections::BTreeSet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Barrier;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::time::{Duration, Instant};
+
+use p2pd_core::Transport;
+use p2pd_core::rng::Rng;
+use p2pd_core::turn::{TurnClientConfig, TurnClientError, TurnClientEvent};
+use p2pd_lab::{
+    Lab, RouterKind, SERVER_IP1, STUN_PORT, SymmetricPorts, TURN_PASSWORD, TURN_REALM, TURN_USER,
+};
+use p2pd_tokio::Tokio;
+use p2pd_tokio::turn::{TurnSession, TurnSessionError};
+
+/// Sequenced datagrams sent each way.
+const DATAGRAMS: u32 = 1000;
+/// Bytes per datagram.
+const DATAGRAM_LEN: usize = 1000;
+
+fn server() -> SocketAddr {
+    SocketAddr::new(IpAddr::V4(SERVER_IP1), STUN_PORT)
+}
+
+fn config(transport: Transport, password: &str) -> TurnClientConfig {
+    let placeholder = SocketAddr::from(([0, 0, 0, 0], 0));
+    let mut c = TurnClientConfig::udp(server(), placeholder, TURN_USER, password);
+    c.transport = transport;
+    c
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// The payload of datagram `seq` from side `from`: the sequence number, then bytes that
+/// follow from both, so corruption or a mix-up of senders is caught.
+fn payload(from: u8, seq: u32) -> Vec<u8> {
+    let mut v = seq.to_be_bytes().to_vec();
+    let mut x = u32::from(from).wrapping_mul(0x9E37_79B9) ^ seq.wrapping_mul(0x85EB_CA6B);
+    while v.len() < DATAGRAM_LEN {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push(x as u8);
+    }
+    v
+}
+
+#[derive(Debug)]
+struct SideReport {
+    relayed: SocketAddr,
+    mapped: Option<SocketAddr>,
+    received: u32,
+    bytes: usize,
+    channel_data_sent: u64,
+    channel_data_received: u64,
+    elapsed: Duration,
+}
+
+/// One side of the exchange: allocate, learn the peer's relayed address, permit it,
+/// bind a channel, send `DATAGRAMS` and receive the peer's, then close.
+async fn side(
+    me: u8,
+    transport: Transport,
+    to_peer: Sender<SocketAddr>,
+    from_peer: Receiver<SocketAddr>,
+    barrier: &Barrier,
+) -> Result<SideReport, String> {
+    let rt = Tokio;
+    let mut s = TurnSession::connect(
+        &rt,
+        config(transport, TURN_PASSWORD),
+        Rng::seed_from_u64(u64::from(me)),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let alloc = s.allocate().await.map_err(|e| e.to_string())?;
+    to_peer.send(alloc.relayed).map_err(|e| e.to_string())?;
+    let peer = from_peer
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| format!("peer's relayed address: {e}"))?;
+    s.create_permission(peer.ip())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.bind_channel(peer).await.map_err(|e| e.to_string())?;
+    barrier.wait();
+    let start = Instant::now();
+    let other = 1 - me;
+    let mut got = BTreeSet::new();
+    let mut bytes = 0;
+    let mut check = |event: TurnClientEvent, got: &mut BTreeSet<u32>| -> Result<(), String> {
+        match event {
+            TurnClientEvent::Data {
+                peer: from,
+                bytes: b,
+            } => {
+                if from != peer {
+                    return Err(format!("data from {from}, expected {peer}"));
+                }
+                let seq = b
+                    .get(..4)
+                    .map(|h| u32::from_be_bytes([h[0], h[1], h[2], h[3]]))
+                    .ok_or("short datagram")?;
+                if b != payload(other, seq) {
+                    return Err(format!("datagram {seq} corrupted"));
+                }
+                if !got.insert(seq) {
+                    return Err(format!("datagram {seq} duplicated"));
+                }
+                bytes += b.len();
+                Ok(())
+            }
+            TurnClientEvent::Refreshed { .. } => Ok(()),
+            other => Err(format!("unexpected event {other:?}")),
+        }
+    };
+    for seq in 0..DATAGRAMS {
+        s.send_to(peer, &payload(me, seq))
+            .await
+            .map_err(|e| e.to_string())?;
+        // Pace a little and drain what arrived, so neither kernel buffer overflows.
+        let wait = if seq % 4 == 3 {
+            Duration::from_millis(1)
+        } else {
+            Duration::ZERO
+        };
+        let until = Instant::now() + wait;
+        while let Some(e) = s.next_event_until(until).await.map_err(|e| e.to_string())? {
+            check(e, &mut got)?;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < DATAGRAMS as usize {
+        match s
+            .next_event_until(deadline)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(e) => check(e, &mut got)?,
+            None => break,
+        }
+    }
+    let elapsed = start.elapsed();
+    barrier.wait();
+    let stats = s.client().stats();
+    s.close().await.map_err(|e| format!("close: {e}"))?;
+    Ok(SideReport {
+        relayed: alloc.relayed,
+        mapped: alloc.mapped,
+        received: got.len() as u32,
+        bytes,
+        channel_data_sent: stats.channel_data_sent,
+        channel_data_received: stats.channel_data_received,
+        elapsed,
+    })
+}
+
+fn exchange(transport: Transport) {
+    let random = RouterKind::Symmetric(SymmetricPorts::Random);
+    let lab = Lab::two_lans(random, random).expect("build lab");
+    lab.start_coturn().expect("coturn");
+    let (a_tx, b_rx) = channel();
+    let (b_tx, a_rx) = channel();
+    let barrier = Barrier::new(2);
+    let (a, b) = std::thread::scope(|scope| {
+        let barrier = &barrier;
+        let lab = &lab;
+        let a = scope.spawn(move || {
+            lab.host(0)
+                .ns()
+                .enter(|| runtime().block_on(side(0, transport, a_tx, a_rx, barrier)))
+        });
+        let b = scope.spawn(move || {
+            lab.host(1)
+                .ns()
+                .enter(|| runtime().block_on(side(1, transport, b_tx, b_rx, barrier)))
+        });
+        (a.join(), b.join())
+    });
+    let a = a.expect("side 0 panicked").expect("enter ns 0");
+    let b = b.expect("side 1 panicked").expect("enter ns 1");
+    let (a, b) = (a.expect("side 0"), b.expect("side 1"));
+    eprintln!("{transport:?} to the server:\n  A {a:?}\n  B {b:?}");
+    for (r, router) in [(&a, 0), (&b, 1)] {
+        eprintln!(
+            "  {} bytes received in {:?} ({:.1} Mbit/s)",
+            r.bytes,
+            r.elapsed,
+            r.bytes as f64 * 8.0 / r.elapsed.as_secs_f64() / 1e6
+        );
+        assert_eq!(r.relayed.ip(), IpAddr::V4(SERVER_IP1), "{r:?}");
+        assert_eq!(
+            r.mapped.map(|m| m.ip()),
+            Some(IpAddr::V4(lab.router(router).wan_addr())),
+            "the server saw the NAT's address: {r:?}"
+        );
+        assert_eq!(r.received, DATAGRAMS, "every datagram arrived: {r:?}");
+        assert_eq!(r.bytes, DATAGRAMS as usize * DATAGRAM_LEN);
+        assert_eq!(
+            r.channel_data_sent,
+            u64::from(DATAGRAMS),
+            "sent over the channel"
+        );
+        assert_eq!(
+            r.channel_data_received,
+            u64::from(DATAGRAMS),
+            "the server relayed to us over the channel"
+        );
+    }
+}
+
+#[test]
+fn udp_to_server_two_symmetric_nats_exchange_over_channels() {
+    p2pd_lab::require!();
+    exchange(Transport::Udp);
+}
+
+#[test]
+fn tcp_to_server_two_symmetric_nats_exchange_over_channels() {
+    p2pd_lab::require!();
+    exchange(Transport::Tcp);
+}
+
+#[test]
+fn wrong_password_is_a_clear_error() {
+    p2pd_lab::require!();
+    let lab = Lab::one_lan(RouterKind::Symmetric(SymmetricPorts::Random)).expect("build lab");
+    lab.start_coturn().expect("coturn");
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let started = Instant::now();
+        let r = lab
+            .host(0)
+            .ns()
+            .enter(|| {
+                runtime().block_on(async {
+                    let mut s = TurnSession::connect(
+                        &Tokio,
+                        config(transport, "not-the-password"),
+                        Rng::seed_from_u64(3),
+                    )
+                    .await?;
+                    s.allocate().await
+                })
+            })
+            .expect("enter ns");
+        let elapsed = started.elapsed();
+        let err = r.expect_err("a wrong password must not allocate");
+        let text = err.to_string();
+        eprintln!("{transport:?}: {text} (after {elapsed:?})");
+        assert!(
+            matches!(
+                err,
+                TurnSessionError::Turn(TurnClientError::WrongCredentials { .. })
+            ),
+            "{err:?}"
+        );
+        assert!(
+            text.contains(&format!(
+                "wrong username or password for realm \"{TURN_REALM}\""
+            )),
+            "{text}"
+        );
+        assert!(elapsed < Duration::from_secs(5), "an answer, not a timeout");
+    }
+}
+
+/// The allocation lifetime coturn is configured to grant in the refresh test.
+const SHORT_LIFETIME: u32 = 10;
+
+#[derive(Debug)]
+struct RefreshReport {
+    granted: Duration,
+    refreshes: Vec<(Duration, Duration)>,
+    alive_for: Duration,
+    received: usize,
+    stats: p2pd_core::turn::TurnClientStats,
+}
+
+/// Allocates, permits the peer, idles `3 × lifetime` while the client refreshes, then
+/// exchanges Send/Data indications with the peer through the allocation.
+async fn refresh_side(
+    me: u8,
+    to_peer: Sender<SocketAddr>,
+    from_peer: Receiver<SocketAddr>,
+    barrier: &Barrier,
+) -> Result<RefreshReport, String> {
+    let rt = Tokio;
+    let mut s = TurnSession::connect(
+        &rt,
+        config(Transport::Udp, TURN_PASSWORD),
+        Rng::seed_from_u64(u64::from(me) + 10),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let start = Instant::now();
+    let alloc = s.allocate().await.map_err(|e| e.to_string())?;
+    to_peer.send(alloc.relayed).map_err(|e| e.to_string())?;
+    let peer = from_peer
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| format!("peer's relayed address: {e}"))?;
+    s.create_permission(peer.ip())
+        .await
+        .map_err(|e| e.to_string())?;
+    barrier.wait();
+    let idle_until = start + alloc.lifetime * 3;
+    let mut refreshes = Vec::new();
+    while let Some(e) = s
+        .next_event_until(idle_until)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        match e {
+            TurnClientEvent::Refreshed { lifetime } => refreshes.push((start.elapsed(), lifetime)),
+            other => return Err(format!("unexpected event while idle: {other:?}")),
+        }
+    }
+    barrier.wait();
+    // Past three lifetimes: the allocation must still relay, both ways.
+    for seq in 0..10u32 {
+        s.send_to(peer, &payload(me, seq))
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let mut got = BTreeSet::new();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while got.len() < 10 {
+        match s
+            .next_event_until(deadline)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            Some(TurnClientEvent::Data { peer: from, bytes }) if from == peer => {
+                let seq = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+                if bytes != payload(1 - me, seq) {
+                    return Err(format!("datagram {seq} corrupted"));
+                }
+                got.insert(seq);
+            }
+            Some(TurnClientEvent::Refreshed { lifetime }) => {
+                refreshes.push((start.elapsed(), lifetime));
+            }
+            Some(other) => return Err(format!("unexpected event: {other:?}")),
+            None => break,
+        }
+    }
+    let alive_for = start.elapsed();
+    barrier.wait();
+    let stats = s.client().stats();
+    s.close().await.map_err(|e| format!("close: {e}"))?;
+    Ok(RefreshReport {
+        granted: alloc.lifetime,
+        refreshes,
+        alive_for,
+        received: got.len(),
+        stats,
+    })
+}
+
+#[test]
+fn refreshes_keep_a_short_allocation_alive_past_its_lifetime() {
+    p2pd_lab::require!();
+    let random = RouterKind::Symmetric(SymmetricPorts::Random);
+    let lab = Lab::two_lans(random, random).expect("build lab");
+    lab.start_coturn_max_lifetime(SHORT_LIFETIME)
+        .expect("coturn");
+    let (a_tx, b_rx) = channel();
+    let (b_tx, a_rx) = channel();
+    let barrier = Barrier::new(2);
+    let (a, b) = std::thread::scope(|scope| {
+        let barrier = &barrier;
+        let lab = &lab;
+        let a = scope.spawn(move || {
+            lab.host(0)
+                .ns()
+                .enter(|| runtime().block_on(refresh_side(0, a_tx, a_rx, barrier)))
+        });
+        let b = scope.spawn(move || {
+            lab.host(1)
+                .ns()
+                .enter(|| runtime().block_on(refresh_side(1, b_tx, b_rx, barrier)))
+        });
+        (a.join(), b.join())
+    });
+    let a = a.expect("side 0 panicked").expect("enter ns 0");
+    let b = b.expect("side 1 panicked").expect("enter ns 1");
+    let (a, b) = (a.expect("side 0"), b.expect("side 1"));
+    eprintln!("A {a:?}\nB {b:?}");
+    let lifetime = Duration::from_secs(u64::from(SHORT_LIFETIME));
+    for r in [&a, &b] {
+        assert_eq!(r.granted, lifetime, "coturn granted the configured maximum");
+        assert!(r.alive_for > lifetime * 3, "{r:?}");
+        assert!(
+            r.refreshes.len() >= 5,
+            "refreshed every half lifetime: {r:?}"
+        );
+        for pair in r.refreshes.windows(2) {
+            let gap = pair[1].0 - pair[0].0;
+            assert!(
+                gap >= lifetime / 2 - Duration::from_millis(200)
+                    && gap <= lifetime / 2 + Duration::from_secs(1),
+                "refresh gap {gap:?}: {r:?}"
+            );
+        }
+        assert_eq!(r.received, 10, "data relayed after three lifetimes: {r:?}");
+        assert_eq!(r.stats.send_indications, 10, "{r:?}");
+        assert_eq!(r.stats.data_indications, 10, "{r:?}");
+    }
+}
