@@ -201,6 +201,15 @@ impl Segment {
     fn span(&self) -> u64 {
         self.len + u64::from(self.fin)
     }
+
+    /// What this segment adds to the pipe: sent, and neither SACKed nor deemed lost.
+    fn pipe(&self) -> u64 {
+        if self.sacked || self.lost {
+            0
+        } else {
+            self.span()
+        }
+    }
 }
 
 /// A reliable, ordered byte stream in each direction over datagrams.
@@ -218,10 +227,14 @@ impl Segment {
 /// `connection_id` agreed during signalling, and may send at once (a first packet lost to
 /// a NAT that has not opened yet is simply retransmitted). Reliability follows TCP:
 /// cumulative ACK plus SACK (RFC 2018), RTO from an RFC 6298 estimator with Karn's rule and
-/// exponential backoff, fast retransmit on [`DUP_THRESH`] duplicate ACKs or SACKed segments
-/// above a hole and, for retransmissions themselves, when later-sent data was delivered
-/// (RACK-style), NewReno congestion control ([`NewReno`]), and flow control by the peer's
-/// advertised window with window probes. Keepalives (PING) every
+/// exponential backoff; fast retransmit when a later-sent segment was delivered and the hole
+/// has been out longer than that one's round trip plus a reordering window (RFC 8985 RACK,
+/// with its reordering timer) or, until the path is seen to reorder, on [`DUP_THRESH`]
+/// duplicate ACKs or SACKed segments above a hole (RFC 5681, RFC 6675); a retransmission
+/// acknowledged sooner than half the minimum round trip was spurious, so the window cut is
+/// undone and the reordering window widened; NewReno congestion control ([`NewReno`]); and
+/// flow control by the peer's advertised window with window probes. Pacing is not done: the
+/// window goes out as a burst. Keepalives (PING) every
 /// [`Config::keepalive_interval`] of silence; the connection fails after
 /// [`Config::max_timeouts`] unanswered RTOs or [`Config::idle_timeout`] of silence.
 ///
@@ -242,6 +255,10 @@ pub struct Connection {
     /// Next new offset to send.
     snd_nxt: u64,
     segments: BTreeMap<u64, Segment>,
+    /// Sum of [`Segment::pipe`] over `segments`.
+    pipe: u64,
+    /// SACKed segments in `segments`.
+    sacked_count: usize,
     /// `shutdown_write` was called.
     fin_requested: bool,
     /// The FIN's offset, once sent.
@@ -320,6 +337,8 @@ impl Connection {
             snd_una: 0,
             snd_nxt: 0,
             segments: BTreeMap::new(),
+            pipe: 0,
+            sacked_count: 0,
             fin_requested: false,
             fin_seq: None,
             fin_acked: false,
@@ -473,13 +492,19 @@ impl Connection {
         self.mss
     }
 
-    /// Bytes sent and neither acknowledged, SACKed nor deemed lost (RFC 6675's "pipe").
+    /// Bytes sent and neither acknowledged, SACKed nor deemed lost (RFC 6675's "pipe"),
+    /// kept as a running sum so sending stays O(1) with a thousand segments in flight.
     fn flight(&self) -> u64 {
-        self.segments
-            .values()
-            .filter(|s| !s.sacked && !s.lost)
-            .map(Segment::span)
-            .sum()
+        #[cfg(test)]
+        assert_eq!(
+            (self.pipe, self.sacked_count),
+            (
+                self.segments.values().map(Segment::pipe).sum::<u64>(),
+                self.segments.values().filter(|s| s.sacked).count()
+            ),
+            "pipe out of step"
+        );
+        self.pipe
     }
 
     fn current_rto(&self) -> Duration {
@@ -617,6 +642,8 @@ impl Connection {
             }
             for (&k, seg) in self.segments.range_mut(s..e) {
                 if !seg.sacked && k + seg.span() <= e {
+                    self.pipe -= seg.pipe();
+                    self.sacked_count += 1;
                     seg.sacked = true;
                     seg.lost = false;
                     newly_sacked = true;
@@ -635,6 +662,8 @@ impl Connection {
                     break;
                 }
                 entry.remove();
+                self.pipe -= seg.pipe();
+                self.sacked_count -= usize::from(seg.sacked);
                 if k + seg.span() > ack {
                     // Partly acknowledged (the peer's window was smaller than assumed):
                     // keep the rest as its own segment.
@@ -643,6 +672,8 @@ impl Connection {
                         len: seg.len.saturating_sub(done),
                         ..seg
                     };
+                    self.pipe += rest.pipe();
+                    self.sacked_count += usize::from(rest.sacked);
                     self.segments.insert(ack, rest);
                     break;
                 }
@@ -689,6 +720,7 @@ impl Connection {
                 && !seg.lost
                 && seg.sent_at < start
             {
+                self.pipe -= seg.pipe();
                 seg.lost = true;
             }
             self.check_closed();
@@ -707,6 +739,7 @@ impl Connection {
             // treating that as congestion.
             for seg in self.segments.range_mut(advertised..).map(|(_, s)| s) {
                 if !seg.sacked && seg.len > 0 {
+                    self.pipe -= seg.pipe();
                     seg.lost = true;
                 }
             }
@@ -763,40 +796,60 @@ impl Connection {
         if self.segments.is_empty() {
             return;
         }
-        let reorder = self.reorder_window();
-        let mut sacked_above = 0u32;
-        let mut first_lost = None;
-        let dup_first = self.dupacks >= DUP_THRESH && !self.reordering_seen;
-        let first_key = self.segments.keys().next().copied();
-        let mut timer: Option<Instant> = None;
-        for (&k, seg) in self.segments.iter_mut().rev() {
-            if seg.sacked {
-                sacked_above += 1;
-                continue;
+        let mut first_lost: Option<u64> = None;
+        // DupThresh: SACKed segments above a hole (only while the path has not shown that
+        // it reorders; only when something is SACKed at all).
+        if !self.reordering_seen && self.sacked_count > 0 {
+            let mut sacked_above = 0u32;
+            for (&k, seg) in self.segments.iter_mut().rev() {
+                if seg.sacked {
+                    sacked_above += 1;
+                } else if !seg.lost && !seg.retransmitted && sacked_above >= DUP_THRESH {
+                    self.pipe -= seg.pipe();
+                    seg.lost = true;
+                    first_lost = Some(k);
+                }
             }
-            if seg.lost {
-                continue;
-            }
-            let by_count =
-                !self.reordering_seen && !seg.retransmitted && sacked_above >= DUP_THRESH;
-            let by_dupacks = dup_first && Some(k) == first_key;
-            let mut by_time = false;
-            if let Some(r) = self.rack
-                && (seg.sent_at, k) < (r.sent_at, r.seq)
-            {
+        }
+        // Three duplicate ACKs without SACK information: the first segment.
+        if self.dupacks >= DUP_THRESH
+            && !self.reordering_seen
+            && let Some((&k, seg)) = self.segments.iter_mut().next()
+            && !seg.sacked
+            && !seg.lost
+        {
+            self.pipe -= seg.pipe();
+            seg.lost = true;
+            first_lost = Some(k);
+        }
+        // RACK: segments sent before the newest delivered one, out for longer than its
+        // round trip plus the reordering window. First transmissions go out in offset
+        // order, so the scan stops at the first one sent after the RACK segment (any
+        // retransmission beyond it was sent later still).
+        if let Some(r) = self.rack {
+            let reorder = self.reorder_window();
+            let mut timer: Option<Instant> = None;
+            for (&k, seg) in self.segments.iter_mut() {
+                if (seg.sent_at, k) >= (r.sent_at, r.seq) {
+                    if seg.retransmitted {
+                        continue;
+                    }
+                    break;
+                }
+                if seg.sacked || seg.lost {
+                    continue;
+                }
                 let deadline = seg.sent_at + r.rtt + reorder;
                 if now >= deadline {
-                    by_time = true;
+                    self.pipe -= seg.pipe();
+                    seg.lost = true;
+                    first_lost = Some(first_lost.map_or(k, |f| f.min(k)));
                 } else {
                     timer = Some(timer.map_or(deadline, |t| t.min(deadline)));
                 }
             }
-            if by_count || by_time || by_dupacks {
-                seg.lost = true;
-                first_lost = Some(k);
-            }
+            self.rack_timer = timer;
         }
-        self.rack_timer = timer;
         if let Some(k) = first_lost {
             let flight = self.flight();
             if self.cc.on_loss(k, flight, self.snd_nxt) {
@@ -882,6 +935,7 @@ impl Connection {
                 self.cc.on_timeout(flight, self.snd_nxt);
                 for seg in self.segments.values_mut() {
                     if !seg.sacked {
+                        self.pipe -= seg.pipe();
                         seg.lost = true;
                     }
                 }
@@ -965,6 +1019,7 @@ impl Connection {
             seg.lost = false;
             seg.retransmitted = true;
             seg.sent_at = now;
+            self.pipe += seg.pipe();
         }
         self.retransmit_now = false;
         self.stats.retransmissions += 1;
@@ -1007,17 +1062,16 @@ impl Connection {
         }
         let seq = self.snd_nxt;
         let n = self.emit(if fin { FIN } else { 0 }, seq, len as usize, buf)?;
-        self.segments.insert(
-            seq,
-            Segment {
-                len,
-                fin,
-                sent_at: now,
-                retransmitted: false,
-                sacked: false,
-                lost: false,
-            },
-        );
+        let seg = Segment {
+            len,
+            fin,
+            sent_at: now,
+            retransmitted: false,
+            sacked: false,
+            lost: false,
+        };
+        self.pipe += seg.pipe();
+        self.segments.insert(seq, seg);
         self.snd_nxt = seq + len + u64::from(fin);
         if fin {
             self.fin_seq = Some(seq + len);
