@@ -10,7 +10,9 @@
 //! the suite each of them must pass.
 
 pub mod conformance;
+pub mod home;
 pub mod interfaces;
+pub mod mqtt;
 pub mod nat;
 pub mod net;
 pub mod rng;
