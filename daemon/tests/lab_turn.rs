@@ -8,11 +8,13 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Barrier;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::time::{Duration, Instant};
 
 use p2pd_core::Transport;
 use p2pd_core::rng::Rng;
+use p2pd_core::stream::{Config as StreamConfig, Connection};
 use p2pd_core::turn::{TurnClientConfig, TurnClientError, TurnClientEvent};
 use p2pd_lab::{
     Lab, RouterKind, SERVER_IP1, STUN_PORT, SymmetricPorts, TURN_PASSWORD, TURN_REALM, TURN_USER,
@@ -416,4 +418,217 @@ fn refreshes_keep_a_short_allocation_alive_past_its_lifetime() {
         assert_eq!(r.stats.send_indications, 10, "{r:?}");
         assert_eq!(r.stats.data_indications, 10, "{r:?}");
     }
+}
+
+/// Bytes each side sends in the reliable-stream transfer.
+const STREAM_BYTES: usize = 10 * 1024 * 1024;
+
+/// The bytes side `from` sends: a xorshift stream, so any corruption, loss or reordering
+/// of the byte stream shows.
+fn stream_bytes(from: u8) -> Vec<u8> {
+    let mut x = 0x2545_F491_4F6C_DD1Du64 ^ u64::from(from + 1);
+    (0..STREAM_BYTES)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// FNV-1a, 64-bit: the checksum the two sides compare.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+#[derive(Debug)]
+struct StreamReport {
+    received: usize,
+    checksum: u64,
+    expected: u64,
+    elapsed: Duration,
+    stream: p2pd_core::stream::Stats,
+    turn: p2pd_core::turn::TurnClientStats,
+}
+
+/// One side of a 10 MB-each-way transfer: core's reliable stream ([`Connection`]) over
+/// the TURN channel to the peer's relayed address.
+async fn stream_side(
+    me: u8,
+    transport: Transport,
+    to_peer: Sender<SocketAddr>,
+    from_peer: Receiver<SocketAddr>,
+    barrier: &Barrier,
+    closed: &AtomicUsize,
+) -> Result<StreamReport, String> {
+    let rt = Tokio;
+    let mut s = TurnSession::connect(
+        &rt,
+        config(transport, TURN_PASSWORD),
+        Rng::seed_from_u64(u64::from(me) + 20),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let alloc = s.allocate().await.map_err(|e| e.to_string())?;
+    to_peer.send(alloc.relayed).map_err(|e| e.to_string())?;
+    let peer = from_peer
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|e| format!("peer's relayed address: {e}"))?;
+    s.create_permission(peer.ip())
+        .await
+        .map_err(|e| e.to_string())?;
+    s.bind_channel(peer).await.map_err(|e| e.to_string())?;
+    barrier.wait();
+    let data = stream_bytes(me);
+    let expected_bytes = stream_bytes(1 - me);
+    let start = Instant::now();
+    let mut conn = Connection::new(
+        StreamConfig {
+            connection_id: 0x7475_726e,
+            ..StreamConfig::default()
+        },
+        start,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut written = 0;
+    let mut received = Vec::with_capacity(STREAM_BYTES);
+    let mut out = vec![0u8; 1500];
+    let mut rbuf = vec![0u8; 64 * 1024];
+    let mut counted_closed = false;
+    let give_up = start + Duration::from_secs(300);
+    loop {
+        let now = Instant::now();
+        if now > give_up {
+            return Err(format!(
+                "transfer unfinished after 300 s: wrote {written}, received {}",
+                received.len()
+            ));
+        }
+        conn.handle_timeout(now);
+        while written < data.len() {
+            let n = conn.write(&data[written..]);
+            if n == 0 {
+                break;
+            }
+            written += n;
+        }
+        if written == data.len() {
+            conn.shutdown_write();
+        }
+        loop {
+            let n = conn.read(&mut rbuf);
+            if n == 0 {
+                break;
+            }
+            received.extend_from_slice(&rbuf[..n]);
+        }
+        while let Some(n) = conn.poll_transmit(now, &mut out) {
+            s.send_to(peer, &out[..n])
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        while let Some(e) = conn.poll_event() {
+            if let p2pd_core::stream::Event::Failed { reason } = e {
+                return Err(format!("stream failed: {reason}"));
+            }
+        }
+        if conn.is_closed() && !counted_closed {
+            counted_closed = true;
+            closed.fetch_add(1, Ordering::SeqCst);
+        }
+        // Both closed: done. Until then keep answering (the peer may need our last ACK).
+        if closed.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        let wake = conn
+            .poll_timeout()
+            .map_or(now + Duration::from_millis(20), |t| t.at)
+            .min(now + Duration::from_millis(20));
+        match s.next_event_until(wake).await.map_err(|e| e.to_string())? {
+            Some(TurnClientEvent::Data { peer: from, bytes }) if from == peer => {
+                // Ignored datagrams are the stream's business (it counts them).
+                let _ = conn.handle_input(Instant::now(), &bytes);
+            }
+            Some(TurnClientEvent::Refreshed { .. }) | None => {}
+            Some(other) => return Err(format!("unexpected event: {other:?}")),
+        }
+    }
+    let elapsed = start.elapsed();
+    barrier.wait();
+    let turn = s.client().stats();
+    s.close().await.map_err(|e| format!("close: {e}"))?;
+    if received != expected_bytes {
+        let first_bad = received
+            .iter()
+            .zip(&expected_bytes)
+            .position(|(a, b)| a != b);
+        return Err(format!(
+            "received {} bytes, first difference at {first_bad:?}",
+            received.len()
+        ));
+    }
+    Ok(StreamReport {
+        received: received.len(),
+        checksum: fnv1a(&received),
+        expected: fnv1a(&expected_bytes),
+        elapsed,
+        stream: conn.stats(),
+        turn,
+    })
+}
+
+fn stream_transfer(transport: Transport) {
+    let random = RouterKind::Symmetric(SymmetricPorts::Random);
+    let lab = Lab::two_lans(random, random).expect("build lab");
+    lab.start_coturn().expect("coturn");
+    let (a_tx, b_rx) = channel();
+    let (b_tx, a_rx) = channel();
+    let barrier = Barrier::new(2);
+    let closed = AtomicUsize::new(0);
+    let (a, b) = std::thread::scope(|scope| {
+        let (barrier, closed, lab) = (&barrier, &closed, &lab);
+        let a = scope.spawn(move || {
+            lab.host(0).ns().enter(|| {
+                runtime().block_on(stream_side(0, transport, a_tx, a_rx, barrier, closed))
+            })
+        });
+        let b = scope.spawn(move || {
+            lab.host(1).ns().enter(|| {
+                runtime().block_on(stream_side(1, transport, b_tx, b_rx, barrier, closed))
+            })
+        });
+        (a.join(), b.join())
+    });
+    let a = a.expect("side 0 panicked").expect("enter ns 0");
+    let b = b.expect("side 1 panicked").expect("enter ns 1");
+    let (a, b) = (a.expect("side 0"), b.expect("side 1"));
+    for r in [&a, &b] {
+        eprintln!(
+            "{transport:?} to the server: {} bytes in {:?} ({:.1} Mbit/s), checksum {:#018x}\n  stream {:?}\n  turn {:?}",
+            r.received,
+            r.elapsed,
+            r.received as f64 * 8.0 / r.elapsed.as_secs_f64() / 1e6,
+            r.checksum,
+            r.stream,
+            r.turn
+        );
+        assert_eq!(r.received, STREAM_BYTES);
+        assert_eq!(r.checksum, r.expected);
+        assert_eq!(r.turn.send_indications, 0, "all data went over the channel");
+    }
+}
+
+#[test]
+fn ten_megabytes_each_way_reliable_stream_over_turn_udp() {
+    p2pd_lab::require!();
+    stream_transfer(Transport::Udp);
+}
+
+#[test]
+fn ten_megabytes_each_way_reliable_stream_over_turn_tcp() {
+    p2pd_lab::require!();
+    stream_transfer(Transport::Tcp);
 }
