@@ -94,7 +94,13 @@ pub enum ConfigError {
     /// A zero RTO, or a minimum above the maximum.
     #[error("RTO bounds must satisfy 0 < min_rto <= max_rto")]
     Rto,
+    /// A timer above [`MAX_TIMER`] (deadlines must stay representable).
+    #[error("timer settings must not exceed {MAX_TIMER:?}")]
+    TimerTooLong,
 }
+
+/// The longest any configured timer may be.
+pub const MAX_TIMER: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a connection gave up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
@@ -327,6 +333,16 @@ impl Connection {
         }
         if config.min_rto.is_zero() || config.min_rto > config.max_rto {
             return Err(ConfigError::Rto);
+        }
+        let timers = [
+            config.initial_rto,
+            config.max_rto,
+            config.idle_timeout,
+            config.keepalive_interval,
+            config.ack_delay,
+        ];
+        if timers.iter().any(|&t| t > MAX_TIMER) {
+            return Err(ConfigError::TimerTooLong);
         }
         let mss = config.max_datagram_size - MAX_HEADER_LEN;
         let max_segments = config.recv_buffer / mss * 2 + 16;
@@ -1444,6 +1460,26 @@ mod tests {
     }
 
     #[test]
+    fn writable_after_a_full_send_buffer_drains() {
+        let small = Config {
+            send_buffer: 4000,
+            ..config()
+        };
+        let mut p = Pair::new(small, config());
+        let x = data(10_000, 12);
+        assert_eq!(p.a.write(&x), 4000);
+        assert_eq!(p.a.writable(), 0);
+        assert!(events(&mut p.a).is_empty());
+        for _ in 0..10 {
+            p.step(&mut |_, _| false);
+        }
+        assert_eq!(events(&mut p.a), vec![Event::Writable]);
+        assert_eq!(p.a.writable(), 4000);
+        assert_eq!(events(&mut p.b), vec![Event::Readable]);
+        assert!(p.a.is_flushed());
+    }
+
+    #[test]
     fn window_probe_recovers_a_lost_update() {
         let small = Config {
             recv_buffer: 3000,
@@ -1579,6 +1615,10 @@ mod tests {
             },
             Config {
                 min_rto: Duration::ZERO,
+                ..config()
+            },
+            Config {
+                ack_delay: Duration::MAX,
                 ..config()
             },
         ];
