@@ -25,7 +25,7 @@
 //!   are events ([`TurnClientEvent::Error`], [`TurnClientEvent::ServerUnreachable`],
 //!   [`TurnClientEvent::Expired`]), never a silent stall.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -36,10 +36,10 @@ use super::attributes::{
 use super::channel_data::{CHANNEL_DATA_HEADER, ChannelData, channel_data_len};
 use crate::rng::Rng;
 use crate::stun::{
-    AttrType, Class, ClientTransaction, ErrorCode, IntegrityKey, Message, MessageBuilder,
-    MessageType, Method, Nonce, PasswordAlgorithm, PasswordAlgorithmKind, PasswordAlgorithms,
-    Realm, StunError, TransactionConfig, TransactionEvent, TransactionId, Username,
-    XorMappedAddress, XorPeerAddress, XorRelayedAddress, message_len,
+    AttrType, Class, ClientTransaction, ErrorCode, HEADER_LEN, IntegrityKey, Message,
+    MessageBuilder, MessageType, Method, Nonce, PasswordAlgorithm, PasswordAlgorithmKind,
+    PasswordAlgorithms, Realm, StunError, TransactionConfig, TransactionEvent, TransactionId,
+    Username, XorMappedAddress, XorPeerAddress, XorRelayedAddress, message_len,
 };
 use crate::time::Timeout;
 use crate::transmit::{Transmit, Transport};
@@ -62,9 +62,9 @@ pub const MAX_PEERS: usize = 1024;
 /// Largest application payload in one datagram to a peer (ChannelData's 16-bit length,
 /// minus room for a Send indication's headers).
 pub const MAX_PAYLOAD: usize = 65_535 - 256;
-/// Largest frame on a TCP connection to the server: a ChannelData message of the largest
-/// payload, padded.
-const MAX_STREAM_FRAME: usize = CHANNEL_DATA_HEADER + 65_535 + 3;
+/// Largest frame on a TCP connection to the server: a STUN message of the largest length
+/// (its header plus 65 532 bytes), or a padded ChannelData message (4 + 65 535 + 1).
+const MAX_STREAM_FRAME: usize = HEADER_LEN + 65_532;
 
 /// What the client needs to know up front.
 #[derive(Debug, Clone)]
@@ -408,10 +408,10 @@ pub struct TurnClient {
     rng: Rng,
     state: AllocState,
     creds: Option<Credentials>,
-    pending: HashMap<TransactionId, Pending>,
-    permissions: HashMap<IpAddr, Permission>,
-    channels: HashMap<SocketAddr, Channel>,
-    by_number: HashMap<ChannelNumber, SocketAddr>,
+    pending: BTreeMap<TransactionId, Pending>,
+    permissions: BTreeMap<IpAddr, Permission>,
+    channels: BTreeMap<SocketAddr, Channel>,
+    by_number: BTreeMap<ChannelNumber, SocketAddr>,
     next_channel: u16,
     sends: VecDeque<Vec<u8>>,
     current: Vec<u8>,
@@ -429,10 +429,10 @@ impl TurnClient {
             rng,
             state: AllocState::Idle,
             creds: None,
-            pending: HashMap::new(),
-            permissions: HashMap::new(),
-            channels: HashMap::new(),
-            by_number: HashMap::new(),
+            pending: BTreeMap::new(),
+            permissions: BTreeMap::new(),
+            channels: BTreeMap::new(),
+            by_number: BTreeMap::new(),
             next_channel: ChannelNumber::MIN,
             sends: VecDeque::new(),
             current: Vec::new(),
@@ -626,7 +626,7 @@ impl TurnClient {
     /// allocation the client closes at once.
     pub fn close(&mut self, now: Instant) {
         let had = matches!(self.state, AllocState::Allocated { .. });
-        for (_, mut p) in self.pending.drain() {
+        for (_, mut p) in std::mem::take(&mut self.pending) {
             p.tx.cancel();
         }
         self.sends.clear();
@@ -1172,7 +1172,7 @@ impl TurnClient {
     }
 
     fn expire(&mut self) {
-        for (_, mut p) in self.pending.drain() {
+        for (_, mut p) in std::mem::take(&mut self.pending) {
             p.tx.cancel();
         }
         self.sends.clear();
