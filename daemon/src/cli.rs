@@ -27,6 +27,8 @@ pub enum Command {
     /// List interfaces, their routes (local addresses and the external address they map
     /// to, via STUN) and, with --nat, the NAT per interface and family.
     Ifs(crate::ifs_cmd::IfsArgs),
+    /// Run a TURN relay server (RFC 8656) on UDP and TCP, with long-term credentials.
+    TurnServer(crate::turn_cmd::TurnServerArgs),
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),

@@ -7,6 +7,7 @@ mod nat_cmd;
 mod output;
 mod sim_cmd;
 mod stun_cmd;
+mod turn_cmd;
 
 use std::process::ExitCode;
 
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
             cli::Command::Stun(args) => stun_cmd::client(args).await,
             cli::Command::Nat(args) => nat_cmd::run(args).await,
             cli::Command::Ifs(args) => ifs_cmd::run(args).await,
+            cli::Command::TurnServer(args) => turn_cmd::server(args).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
         }
     });

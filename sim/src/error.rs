@@ -41,6 +41,9 @@ pub enum SimError {
     /// The STUN server configuration is unusable.
     #[error(transparent)]
     StunConfig(#[from] ServerConfigError),
+    /// The TURN server configuration is unusable.
+    #[error(transparent)]
+    TurnConfig(#[from] p2pd_core::turn::TurnConfigError),
     /// A classifier scenario could not start.
     #[error("classifier: {0}")]
     Classifier(#[from] p2pd_core::nat::ClassifyError),

@@ -68,6 +68,7 @@ mod network;
 mod stats;
 mod stream;
 mod trace;
+mod turn;
 
 pub use endpoint::{Datagram, Endpoint, StunEndpoint};
 pub use error::SimError;
@@ -79,3 +80,4 @@ pub use network::{Attachment, HostId, Network, RouterId, ServerId, Stop};
 pub use stats::{DropCounts, DropReason, Stats};
 pub use stream::{EMPTY_HASH, StreamEndpoint, fnv1a};
 pub use trace::{TraceEntry, TraceKind};
+pub use turn::{TurnEndpoint, TurnServerId};

@@ -43,6 +43,20 @@ impl ChannelNumber {
         }
     }
 
+    /// The last channel number RFC 5766 allowed; RFC 8656 §12 later reserved
+    /// 0x5000..=0x7FFF, but older clients (coturn's among them) still pick from there,
+    /// so a server accepts them with [`new_rfc5766`](Self::new_rfc5766).
+    pub const MAX_RFC5766: u16 = 0x7FFF;
+
+    /// A channel number in RFC 5766's wider range 0x4000..=0x7FFF.
+    pub const fn new_rfc5766(n: u16) -> Option<Self> {
+        if n >= Self::MIN && n <= Self::MAX_RFC5766 {
+            Some(ChannelNumber(n))
+        } else {
+            None
+        }
+    }
+
     /// The number.
     pub const fn value(self) -> u16 {
         self.0

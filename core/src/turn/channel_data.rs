@@ -48,11 +48,25 @@ impl<'a> ChannelData<'a> {
     /// with [`channel_data_len`]). Up to 3 bytes of padding after the payload are allowed
     /// (required over streams, optional over UDP), nothing more.
     pub fn parse(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
+        Self::parse_with(buf, ChannelNumber::new)
+    }
+
+    /// [`parse`](Self::parse) accepting RFC 5766's channel range 0x4000..=0x7FFF, as a
+    /// server must for older clients (see [`ChannelNumber::new_rfc5766`]).
+    pub fn parse_rfc5766(buf: &'a [u8]) -> Result<Self, ChannelDataError> {
+        Self::parse_with(buf, ChannelNumber::new_rfc5766)
+    }
+
+    #[inline(always)]
+    fn parse_with(
+        buf: &'a [u8],
+        number_ok: fn(u16) -> Option<ChannelNumber>,
+    ) -> Result<Self, ChannelDataError> {
         let header: &[u8; 4] = buf
             .first_chunk()
             .ok_or(ChannelDataError::TooShort(buf.len()))?;
         let number = u16::from_be_bytes([header[0], header[1]]);
-        let channel = ChannelNumber::new(number).ok_or(ChannelDataError::BadChannel(number))?;
+        let channel = number_ok(number).ok_or(ChannelDataError::BadChannel(number))?;
         let len = usize::from(u16::from_be_bytes([header[2], header[3]]));
         let rest = &buf[CHANNEL_DATA_HEADER..];
         let data = rest.get(..len).ok_or(ChannelDataError::Truncated {

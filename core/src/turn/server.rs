@@ -33,7 +33,7 @@ use super::attributes::{
     ChannelNumber, Data, DontFragment, EvenPort, Lifetime, RequestedAddressFamily,
     RequestedTransport, ReservationToken, TransportProtocol,
 };
-use super::channel_data::{CHANNEL_DATA_HEADER, ChannelData, channel_data_len};
+use super::channel_data::{CHANNEL_DATA_HEADER, ChannelData};
 use crate::rng::Rng;
 use crate::stun::{
     AttrType, Class, ErrorCode, HeaderContext, IntegrityKey, Message, MessageBuilder, MessageType,
@@ -542,7 +542,7 @@ impl TurnServer {
 
     /// ChannelData from a client: relayed to the channel's peer (RFC 8656 §12.5).
     fn channel_data_from_client(&mut self, client: ClientKey, bytes: &[u8]) {
-        let Ok(cd) = ChannelData::parse(bytes) else {
+        let Ok(cd) = ChannelData::parse_rfc5766(bytes) else {
             self.stats.dropped += 1;
             return;
         };
@@ -1087,10 +1087,16 @@ impl TurnServer {
         auth: &Auth,
     ) -> Result<(), Refusal> {
         let bad = |reason| Refusal::Code(ErrorCode::BAD_REQUEST, reason);
+        // RFC 5766's range (0x4000..=0x7FFF), which older clients still use.
         let channel = msg
-            .get::<ChannelNumber>()
-            .map_err(|_| bad("CHANNEL-NUMBER outside 0x4000..=0x4FFF"))?
+            .attributes()
+            .find(|a| a.typ == AttrType::CHANNEL_NUMBER)
             .ok_or_else(|| bad("CHANNEL-NUMBER missing"))?;
+        let channel = match *channel.value {
+            [a, b, _, _] => ChannelNumber::new_rfc5766(u16::from_be_bytes([a, b])),
+            _ => None,
+        }
+        .ok_or_else(|| bad("CHANNEL-NUMBER outside 0x4000..=0x7FFF"))?;
         let XorPeerAddress(peer) = msg
             .get::<XorPeerAddress>()
             .map_err(|_| bad("malformed XOR-PEER-ADDRESS"))?
@@ -1557,7 +1563,11 @@ pub fn stream_frame_len(buf: &[u8]) -> Option<Result<usize, ()>> {
             }
             Some(message_len(buf).ok_or(()))
         }
-        1 => Some(channel_data_len(buf).ok_or(())),
+        // Any 01 prefix: RFC 5766's channels reach 0x7FFF.
+        1 => {
+            let len = usize::from(u16::from_be_bytes([buf[2], buf[3]]));
+            Some(Ok((CHANNEL_DATA_HEADER + len + 3) & !3))
+        }
         _ => Some(Err(())),
     }
 }

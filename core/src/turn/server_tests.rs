@@ -536,7 +536,7 @@ fn channel_bind_rules_and_channel_data_both_ways() {
     assert_eq!(bind_channel(&mut s, t0, &mut c, 0x4001, PEER), Some(400));
     // A number outside the range and a missing peer: 400.
     let req = c.request(Method::CHANNEL_BIND, |b| {
-        b.add_raw(AttrType::CHANNEL_NUMBER, &[0x30, 0, 0, 0])?
+        b.add_raw(AttrType::CHANNEL_NUMBER, &[0x80, 0, 0, 0])?
             .add(&XorPeerAddress(addr(PEER)))?;
         Ok(())
     });
@@ -890,4 +890,29 @@ fn config_errors_say_what_to_fix() {
             .to_string()
             .contains("--relay-ip")
     );
+}
+
+#[test]
+fn rfc5766_channel_numbers_up_to_0x7fff_work_for_older_clients() {
+    let t0 = Instant::now();
+    let mut s = server_with(config(), t0);
+    let (mut c, relay) = allocated(&mut s, t0, CLIENT);
+    let req = c.request(Method::CHANNEL_BIND, |b| {
+        b.add_raw(AttrType::CHANNEL_NUMBER, &[0x7f, 0xfe, 0, 0])?
+            .add(&XorPeerAddress(addr(PEER)))?;
+        Ok(())
+    });
+    assert_eq!(code(&ask(&mut s, t0, CLIENT, &req)), None);
+    s.handle_input(
+        t0,
+        addr(CLIENT),
+        addr(LISTEN),
+        &[0x7f, 0xfe, 0, 2, b'o', b'k'],
+    );
+    let out = drain(&mut s);
+    assert_eq!((out[0].source, &out[0].bytes[..]), (relay, &b"ok"[..]));
+    s.handle_input(t0, addr(PEER), relay, b"back");
+    let out = drain(&mut s);
+    assert_eq!(&out[0].bytes[..4], &[0x7f, 0xfe, 0, 4]);
+    assert_eq!(stream_frame_len(&[0x7f, 0xfe, 0, 5]), Some(Ok(12)));
 }

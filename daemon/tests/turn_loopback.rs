@@ -1,0 +1,195 @@
+//! `p2pd turn-server` on real loopback sockets, used by coturn's standard client
+//! `turnutils_uclient` over UDP and TCP (its relayed echo between two allocations, and to
+//! an external `turnutils_peer`), and refused with a wrong password.
+//!
+//! `turnutils_uclient` exits 0 even when it fails (lab NOTES §3.3), so its output is read.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_p2pd");
+
+/// A running child, killed when dropped (also when a test panics).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `p2pd turn-server` on 127.0.0.1 with a free port and user alice:secret.
+fn start_turn_server() -> (Running, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args([
+            "turn-server",
+            "--listen",
+            "127.0.0.1:0",
+            "--realm",
+            "p2pd.test",
+        ])
+        .args(["--user", "alice:secret", "--user", "bob:hunter2", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn p2pd turn-server");
+    let stdout = child.stdout.take().unwrap();
+    let running = Running(child);
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("p2pd turn-server printed no address within 20 s");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("JSON listening line");
+    let addr = v["listening"].as_str().unwrap().parse().unwrap();
+    (running, addr)
+}
+
+fn uclient(server: SocketAddr, args: &[&str]) -> String {
+    let out: Output = Command::new("timeout")
+        .arg("60")
+        .arg("turnutils_uclient")
+        .args(args)
+        .args(["-p", &server.port().to_string(), &server.ip().to_string()])
+        .output()
+        .expect("turnutils_uclient (coturn) must be installed for this test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(124), "uclient hung:\n{text}");
+    text
+}
+
+/// The last `tot_send_msgs=N, tot_recv_msgs=M` and the lost-packet count uclient printed.
+fn totals(text: &str) -> (u64, u64, u64) {
+    let num = |line: &str, key: &str| -> Option<u64> {
+        let rest = &line[line.find(key)? + key.len()..];
+        rest.split(|c: char| !c.is_ascii_digit())
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut sent = 0;
+    let mut received = 0;
+    let mut lost = u64::MAX;
+    for line in text.lines() {
+        if let (Some(s), Some(r)) = (num(line, "tot_send_msgs="), num(line, "tot_recv_msgs=")) {
+            sent = s;
+            received = r;
+        }
+        if let Some(l) = num(line, "Total lost packets ") {
+            lost = l;
+        }
+    }
+    (sent, received, lost)
+}
+
+fn assert_all_echoed(text: &str, expected: u64) {
+    assert!(
+        !text.contains("ERROR"),
+        "uclient reported an error:\n{text}"
+    );
+    let (sent, received, lost) = totals(text);
+    assert_eq!(sent, expected, "messages sent:\n{text}");
+    assert_eq!(received, expected, "messages echoed back:\n{text}");
+    assert_eq!(lost, 0, "lost packets:\n{text}");
+}
+
+#[test]
+fn uclient_relays_between_its_own_allocations_over_udp() {
+    let (_server, addr) = start_turn_server();
+    // -y: client-to-client through two allocations; -m 2 clients, each an RTP/RTCP pair
+    // (EVEN-PORT with a reservation, then RESERVATION-TOKEN), 10 messages each.
+    let text = uclient(
+        addr,
+        &["-u", "alice", "-w", "secret", "-y", "-n", "10", "-m", "2"],
+    );
+    assert_all_echoed(&text, 40);
+}
+
+#[test]
+fn uclient_relays_over_tcp() {
+    let (_server, addr) = start_turn_server();
+    let text = uclient(
+        addr,
+        &[
+            "-t", "-u", "bob", "-w", "hunter2", "-y", "-n", "10", "-m", "2",
+        ],
+    );
+    assert_all_echoed(&text, 40);
+}
+
+#[test]
+fn uclient_with_send_indications_and_extra_requests() {
+    let (_server, addr) = start_turn_server();
+    // -s: Send/Data indications instead of ChannelData; -G: extra CreatePermission and
+    // ChannelBind refreshes; -c: one allocation per client (no RTCP pair).
+    let text = uclient(
+        addr,
+        &[
+            "-s", "-G", "-c", "-u", "alice", "-w", "secret", "-y", "-n", "10", "-m", "2",
+        ],
+    );
+    assert_all_echoed(&text, 20);
+}
+
+#[test]
+fn uclient_reaches_an_external_peer() {
+    let (_server, addr) = start_turn_server();
+    let probe = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let peer_port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let peer = Running(
+        Command::new("turnutils_peer")
+            .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnutils_peer (coturn) must be installed"),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let text = uclient(
+        addr,
+        &[
+            "-c",
+            "-u",
+            "alice",
+            "-w",
+            "secret",
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer_port.to_string(),
+            "-n",
+            "10",
+            "-m",
+            "2",
+        ],
+    );
+    drop(peer);
+    assert_all_echoed(&text, 20);
+}
+
+#[test]
+fn uclient_with_a_wrong_password_cannot_allocate() {
+    let (_server, addr) = start_turn_server();
+    let text = uclient(
+        addr,
+        &["-u", "alice", "-w", "wrong", "-y", "-n", "10", "-m", "1"],
+    );
+    assert!(
+        text.contains("Cannot complete Allocation"),
+        "a wrong password must be refused:\n{text}"
+    );
+    assert_eq!(totals(&text).1, 0, "nothing relayed:\n{text}");
+}
