@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 use p2pd_core::Transport;
 use p2pd_core::rng::Rng;
 use p2pd_core::stream::{Config as StreamConfig, Connection};
-use p2pd_core::turn::{TurnClientConfig, TurnClientError, TurnClientEvent};
+use p2pd_core::turn::{AddressFamily, TurnClientConfig, TurnClientError, TurnClientEvent};
 use p2pd_lab::{
-    Lab, RouterKind, SERVER_IP1, STUN_PORT, SymmetricPorts, TURN_PASSWORD, TURN_REALM, TURN_USER,
+    Lab, RouterKind, SERVER_IP1, SERVER_IP6_1, STUN_PORT, SymmetricPorts, TURN_PASSWORD,
+    TURN_REALM, TURN_USER,
 };
 use p2pd_tokio::Tokio;
 use p2pd_tokio::turn::{TurnSession, TurnSessionError};
@@ -35,6 +36,16 @@ fn config(transport: Transport, password: &str) -> TurnClientConfig {
     let placeholder = SocketAddr::from(([0, 0, 0, 0], 0));
     let mut c = TurnClientConfig::udp(server(), placeholder, TURN_USER, password);
     c.transport = transport;
+    c
+}
+
+/// A client of coturn over IPv6 asking for an IPv6 relay when `v6`, else [`config`].
+fn config_for(transport: Transport, v6: bool) -> TurnClientConfig {
+    let mut c = config(transport, TURN_PASSWORD);
+    if v6 {
+        c.server = SocketAddr::new(IpAddr::V6(SERVER_IP6_1), STUN_PORT);
+        c.relay_family = AddressFamily::V6;
+    }
     c
 }
 
@@ -75,6 +86,7 @@ struct SideReport {
 async fn side(
     me: u8,
     transport: Transport,
+    v6: bool,
     to_peer: Sender<SocketAddr>,
     from_peer: Receiver<SocketAddr>,
     barrier: &Barrier,
@@ -82,7 +94,7 @@ async fn side(
     let rt = Tokio;
     let mut s = TurnSession::connect(
         &rt,
-        config(transport, TURN_PASSWORD),
+        config_for(transport, v6),
         Rng::seed_from_u64(u64::from(me)),
     )
     .await
@@ -168,9 +180,14 @@ async fn side(
     })
 }
 
-fn exchange(transport: Transport) {
+fn exchange(transport: Transport, v6: bool) {
     let random = RouterKind::Symmetric(SymmetricPorts::Random);
-    let lab = Lab::two_lans(random, random).expect("build lab");
+    let lab = if v6 {
+        Lab::ipv6(random)
+    } else {
+        Lab::two_lans(random, random)
+    }
+    .expect("build lab");
     lab.start_coturn().expect("coturn");
     let (a_tx, b_rx) = channel();
     let (b_tx, a_rx) = channel();
@@ -181,12 +198,12 @@ fn exchange(transport: Transport) {
         let a = scope.spawn(move || {
             lab.host(0)
                 .ns()
-                .enter(|| runtime().block_on(side(0, transport, a_tx, a_rx, barrier)))
+                .enter(|| runtime().block_on(side(0, transport, v6, a_tx, a_rx, barrier)))
         });
         let b = scope.spawn(move || {
             lab.host(1)
                 .ns()
-                .enter(|| runtime().block_on(side(1, transport, b_tx, b_rx, barrier)))
+                .enter(|| runtime().block_on(side(1, transport, v6, b_tx, b_rx, barrier)))
         });
         (a.join(), b.join())
     });
@@ -201,11 +218,19 @@ fn exchange(transport: Transport) {
             r.elapsed,
             r.bytes as f64 * 8.0 / r.elapsed.as_secs_f64() / 1e6
         );
-        assert_eq!(r.relayed.ip(), IpAddr::V4(SERVER_IP1), "{r:?}");
+        let (relay_ip, seen_as) = if v6 {
+            // IPv6 is routed, not translated: the server sees the host itself.
+            let host = lab.host(router).addr6().expect("host IPv6 address");
+            (IpAddr::V6(SERVER_IP6_1), IpAddr::V6(host))
+        } else {
+            let wan = lab.router(router).wan_addr();
+            (IpAddr::V4(SERVER_IP1), IpAddr::V4(wan))
+        };
+        assert_eq!(r.relayed.ip(), relay_ip, "{r:?}");
         assert_eq!(
             r.mapped.map(|m| m.ip()),
-            Some(IpAddr::V4(lab.router(router).wan_addr())),
-            "the server saw the NAT's address: {r:?}"
+            Some(seen_as),
+            "the server saw the host's public address: {r:?}"
         );
         assert_eq!(r.received, DATAGRAMS, "every datagram arrived: {r:?}");
         assert_eq!(r.bytes, DATAGRAMS as usize * DATAGRAM_LEN);
@@ -225,13 +250,20 @@ fn exchange(transport: Transport) {
 #[test]
 fn udp_to_server_two_symmetric_nats_exchange_over_channels() {
     p2pd_lab::require!();
-    exchange(Transport::Udp);
+    exchange(Transport::Udp, false);
 }
 
 #[test]
 fn tcp_to_server_two_symmetric_nats_exchange_over_channels() {
     p2pd_lab::require!();
-    exchange(Transport::Tcp);
+    exchange(Transport::Tcp, false);
+}
+
+#[test]
+fn ipv6_relays_over_udp_and_tcp_to_the_server() {
+    p2pd_lab::require!();
+    exchange(Transport::Udp, true);
+    exchange(Transport::Tcp, true);
 }
 
 #[test]
