@@ -10,6 +10,7 @@
 //! the suite each of them must pass.
 
 pub mod conformance;
+pub mod home;
 pub mod interfaces;
 pub mod mqtt;
 pub mod nat;
@@ -21,6 +22,7 @@ pub mod socket_set;
 pub mod stun;
 pub mod task;
 pub mod timer;
+pub mod turn;
 pub mod turn_server;
 
 pub use runtime::{AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime};
