@@ -9,6 +9,7 @@ mod addr;
 mod mqtt;
 mod nat;
 mod signal;
+mod stream;
 mod stun;
 mod turn;
 mod turn_server;

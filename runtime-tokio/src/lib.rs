@@ -15,7 +15,7 @@ use std::time::Instant;
 
 pub use p2pd_runtime::{
     AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime, interfaces, nat, net, rng, routes,
-    socket_set, stun, task, timer, turn_server,
+    socket_set, stun, task, timer, turn, turn_server,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
