@@ -8,8 +8,8 @@ use p2pd_core::stream::{Connection, Event};
 
 use crate::endpoint::{Datagram, Endpoint};
 
-/// Events kept per endpoint (the connection reports each kind at most once per state
-/// change; more than this means it misbehaves).
+/// `Readable`/`Writable` events kept per endpoint (`PeerFinished`, `Closed` and `Failed`
+/// come at most once each and are always kept).
 const MAX_EVENTS: usize = 4096;
 
 /// One stream connection on a host, sending from `local` to a fixed `peer` address (a
@@ -147,7 +147,10 @@ impl StreamEndpoint {
                 self.hash = fnv1a(self.hash, &self.buf[..n]);
             }
             while let Some(e) = self.conn.poll_event() {
-                if self.events.len() < MAX_EVENTS {
+                // Readable and Writable repeat all transfer long; the others come once each,
+                // so they are always kept.
+                let repeats = matches!(e, Event::Readable | Event::Writable);
+                if !repeats || self.events.len() < MAX_EVENTS {
                     self.events.push((now, e));
                 }
             }
