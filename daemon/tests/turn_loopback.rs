@@ -2,6 +2,9 @@
 //! `turnutils_uclient` over UDP and TCP (its relayed echo between two allocations, and to
 //! an external `turnutils_peer`), and refused with a wrong password.
 //!
+//! p2pd's own TURN client (core's `TurnClient` via the runtime's `TurnSession`) relays
+//! through it too.
+//!
 //! `turnutils_uclient` exits 0 even when it fails (lab NOTES §3.3), so its output is read.
 
 use std::io::{BufRead, BufReader};
@@ -9,6 +12,11 @@ use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
+
+use p2pd_core::rng::Rng;
+use p2pd_core::turn::{TurnClientConfig, TurnClientError, TurnClientEvent};
+use p2pd_tokio::Tokio;
+use p2pd_tokio::turn::{TurnSession, TurnSessionError};
 
 const BIN: &str = env!("CARGO_BIN_EXE_p2pd");
 
@@ -192,4 +200,100 @@ fn uclient_with_a_wrong_password_cannot_allocate() {
         "a wrong password must be refused:\n{text}"
     );
     assert_eq!(totals(&text).1, 0, "nothing relayed:\n{text}");
+}
+
+// ----- p2pd's own TURN client (core's TurnClient through the runtime's TurnSession) ----
+
+fn client_config(tcp: bool, server: SocketAddr, user: &str, pass: &str) -> TurnClientConfig {
+    let any: SocketAddr = "0.0.0.0:0".parse().unwrap();
+    if tcp {
+        TurnClientConfig::tcp(server, any, user, pass)
+    } else {
+        TurnClientConfig::udp(server, any, user, pass)
+    }
+}
+
+/// Waits for the next Data event (5 s at most), keeping refreshes and the like aside.
+async fn next_data(s: &mut TurnSession<Tokio>) -> (SocketAddr, Vec<u8>) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match s.next_event_until(deadline).await.expect("session") {
+            Some(TurnClientEvent::Data { peer, bytes }) => return (peer, bytes),
+            Some(_) => {}
+            None => panic!("no data within 5 s"),
+        }
+    }
+}
+
+/// Two p2pd TURN clients allocate on `p2pd turn-server`, bind channels to each other's
+/// relayed address and exchange numbered messages both ways, then release.
+async fn two_clients_exchange(tcp: bool) {
+    let (_server, addr) = start_turn_server();
+    let mut a = TurnSession::connect(
+        &Tokio,
+        client_config(tcp, addr, "alice", "secret"),
+        Rng::seed_from_u64(1),
+    )
+    .await
+    .unwrap();
+    let mut b = TurnSession::connect(
+        &Tokio,
+        client_config(tcp, addr, "bob", "hunter2"),
+        Rng::seed_from_u64(2),
+    )
+    .await
+    .unwrap();
+    let ra = a.allocate().await.unwrap();
+    let rb = b.allocate().await.unwrap();
+    assert_eq!(ra.relayed.ip(), addr.ip());
+    assert_ne!(ra.relayed, rb.relayed);
+    // XOR-MAPPED-ADDRESS is the client's socket as the server saw it (a UDP socket is
+    // bound to 0.0.0.0, so compare ports).
+    assert_eq!(ra.mapped.map(|m| m.port()), Some(a.local_addr().port()));
+    assert_eq!(ra.mapped.map(|m| m.ip()), Some(addr.ip()));
+    // alice starts with a permission (Send indications), bob with a channel.
+    a.create_permission(rb.relayed.ip()).await.unwrap();
+    b.bind_channel(ra.relayed).await.unwrap();
+    for i in 0..10u32 {
+        let msg = format!("a->b {i}");
+        a.send_to(rb.relayed, msg.as_bytes()).await.unwrap();
+        assert_eq!(next_data(&mut b).await, (ra.relayed, msg.into_bytes()));
+        let msg = format!("b->a {i}");
+        b.send_to(ra.relayed, msg.as_bytes()).await.unwrap();
+        assert_eq!(next_data(&mut a).await, (rb.relayed, msg.into_bytes()));
+        if i == 4 {
+            // Halfway, alice moves to a channel too.
+            a.bind_channel(rb.relayed).await.unwrap();
+        }
+    }
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2pd_client_relays_through_p2pd_turn_server_over_udp() {
+    two_clients_exchange(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2pd_client_relays_through_p2pd_turn_server_over_tcp() {
+    two_clients_exchange(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn p2pd_client_with_a_wrong_password_is_told_so() {
+    let (_server, addr) = start_turn_server();
+    let mut a = TurnSession::connect(
+        &Tokio,
+        client_config(false, addr, "alice", "nope"),
+        Rng::seed_from_u64(3),
+    )
+    .await
+    .unwrap();
+    match a.allocate().await {
+        Err(TurnSessionError::Turn(TurnClientError::WrongCredentials { username, realm })) => {
+            assert_eq!((username.as_str(), realm.as_str()), ("alice", "p2pd.test"));
+        }
+        other => panic!("expected wrong credentials, got {other:?}"),
+    }
 }
