@@ -87,7 +87,16 @@ pub struct TurnClientConfig {
     pub lifetime: Duration,
     /// Retransmission schedule of every request.
     pub transaction: TransactionConfig,
+    /// Over UDP, send a STUN Binding indication to the server after this long without
+    /// sending anything, so that the NAT in front of us keeps our mapping: a NAT that
+    /// moves us to a new port orphans the allocation (the server answers 437). `None`
+    /// turns it off (TCP needs none: the connection's own mapping lives for hours).
+    pub keepalive: Option<Duration>,
 }
+
+/// The default keepalive interval over UDP: RFC 8445 §11's 15 s, well inside the
+/// shortest UDP mapping timeouts seen in practice (30 s).
+pub const KEEPALIVE: Duration = Duration::from_secs(15);
 
 impl TurnClientConfig {
     /// A UDP client of `server` from `local` with `username`/`password`, asking for an
@@ -102,6 +111,7 @@ impl TurnClientConfig {
             relay_family: AddressFamily::V4,
             lifetime: Duration::from_secs(600),
             transaction: TransactionConfig::default(),
+            keepalive: Some(KEEPALIVE),
         }
     }
 
@@ -109,6 +119,7 @@ impl TurnClientConfig {
     pub fn tcp(server: SocketAddr, local: SocketAddr, username: &str, password: &str) -> Self {
         TurnClientConfig {
             transport: Transport::Tcp,
+            keepalive: None,
             ..Self::udp(server, local, username, password)
         }
     }
@@ -323,6 +334,8 @@ pub struct TurnClientStats {
     pub ignored: u64,
     /// Allocation refreshes that succeeded.
     pub refreshes: u64,
+    /// Keepalives (Binding indications) sent.
+    pub keepalives: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -418,6 +431,7 @@ pub struct TurnClient {
     events: VecDeque<TurnClientEvent>,
     data_events: usize,
     rx: Vec<u8>,
+    last_sent: Option<Instant>,
     stats: TurnClientStats,
 }
 
@@ -439,6 +453,7 @@ impl TurnClient {
             events: VecDeque::new(),
             data_events: 0,
             rx: Vec::new(),
+            last_sent: None,
             stats: TurnClientStats::default(),
         }
     }
@@ -618,6 +633,7 @@ impl TurnClient {
             self.stats.send_indications += 1;
         }
         self.sends.push_back(out);
+        self.last_sent = Some(now);
         Ok(())
     }
 
@@ -688,6 +704,7 @@ impl TurnClient {
             None => tx,
         };
         tx.handle_timeout(now);
+        self.last_sent = Some(now);
         self.stats.requests += 1;
         self.pending.insert(
             id,
@@ -974,8 +991,17 @@ impl TurnClient {
                 }
             }
             ErrorCode::STALE_NONCE => self.fail(op, TurnClientError::StaleNonceAgain { request }),
-            ErrorCode::ALLOCATION_MISMATCH if matches!(op, Op::Refresh { .. }) => {
-                // The allocation is gone (RFC 8656 §8: 437 to a Refresh).
+            ErrorCode::ALLOCATION_MISMATCH if op != Op::Allocate => {
+                if self.state != AllocState::Closing {
+                    self.events
+                        .push_back(TurnClientEvent::Error(TurnClientError::Rejected {
+                            request,
+                            code,
+                            reason,
+                        }));
+                }
+                // The allocation is gone (RFC 8656 §8: 437 to a Refresh; to the other
+                // requests too, e.g. after a NAT rebinding moved us to a new 5-tuple).
                 if self.state == AllocState::Closing {
                     self.finish_close();
                 } else {
@@ -1099,17 +1125,8 @@ impl TurnClient {
             }
             Op::Permission(ip) => {
                 if let Some(p) = self.permissions.get_mut(&ip) {
-                    let first = !p.active;
-                    *p = Permission {
-                        active: true,
-                        pending: false,
-                        refresh_at: Some(now + PERMISSION_REFRESH),
-                        expires: Some(now + PERMISSION_LIFETIME),
-                    };
-                    if first {
-                        self.events
-                            .push_back(TurnClientEvent::PermissionCreated { peer: ip });
-                    }
+                    p.pending = false;
+                    self.permission_installed(now, ip);
                 }
             }
             Op::Bind { channel, peer } => {
@@ -1127,27 +1144,70 @@ impl TurnClient {
                             .push_back(TurnClientEvent::ChannelBound { peer, channel });
                     }
                 }
+                // ChannelBind installs or refreshes the permission for the peer's IP too
+                // (RFC 8656 §11.2), but a permission lasts 5 minutes and a channel 10: keep
+                // it refreshed with CreatePermission from here on, or the server drops the
+                // channel's data after 5 minutes.
+                self.permission_installed(now, peer.ip());
             }
+        }
+    }
+
+    fn permission_installed(&mut self, now: Instant, ip: IpAddr) {
+        if self.permissions.len() >= MAX_PEERS && !self.permissions.contains_key(&ip) {
+            return;
+        }
+        let p = self.permissions.entry(ip).or_insert(Permission {
+            active: false,
+            pending: false,
+            refresh_at: None,
+            expires: None,
+        });
+        let first = !p.active;
+        p.active = true;
+        p.refresh_at = Some(now + PERMISSION_REFRESH);
+        p.expires = Some(now + PERMISSION_LIFETIME);
+        if first {
+            self.events
+                .push_back(TurnClientEvent::PermissionCreated { peer: ip });
         }
     }
 
     /// A request failed for good: report it and undo what it was for.
     fn fail(&mut self, op: Op, error: TurnClientError) {
         self.events.push_back(TurnClientEvent::Error(error));
-        self.undo(op);
+        self.undo(op, false);
     }
 
-    fn undo(&mut self, op: Op) {
+    /// Undoes what a failed request was for. After an error response a refresh is not
+    /// retried (the server would refuse again, and at once: a request storm); after a
+    /// timeout (`retry`) it is, since the server may come back before the expiry.
+    fn undo(&mut self, op: Op, retry: bool) {
         match op {
             Op::Allocate => self.state = AllocState::Done,
             Op::Refresh { lifetime: 0 } => self.finish_close(),
             // The allocation lives until it expires; the expiry timer reports it.
-            Op::Refresh { .. } => {}
+            Op::Refresh { .. } => {
+                if let AllocState::Allocated {
+                    relayed, expires, ..
+                } = self.state
+                {
+                    if !retry {
+                        self.state = AllocState::Allocated {
+                            relayed,
+                            expires,
+                            refresh_at: expires,
+                        };
+                    }
+                }
+            }
             Op::Permission(ip) => {
                 if let Some(p) = self.permissions.get_mut(&ip) {
                     p.pending = false;
                     if !p.active {
                         self.permissions.remove(&ip);
+                    } else if !retry {
+                        p.refresh_at = None;
                     }
                 }
             }
@@ -1158,6 +1218,8 @@ impl TurnClient {
                         let n = c.number;
                         self.channels.remove(&peer);
                         self.by_number.remove(&n);
+                    } else if !retry {
+                        c.refresh_at = None;
                     }
                 }
             }
@@ -1202,7 +1264,7 @@ impl TurnClient {
                     request: p.op.kind(),
                     server: self.config.server,
                 });
-                self.undo(p.op);
+                self.undo(p.op, true);
             }
         }
         if let AllocState::Allocated {
@@ -1221,6 +1283,20 @@ impl TurnClient {
             }
         } else {
             return;
+        }
+        if let Some(at) = self.keepalive_at() {
+            if now >= at {
+                let id = TransactionId::random(&mut self.rng);
+                let mut buf = [0u8; 28];
+                let typ = MessageType::new(Method::BINDING, Class::Indication);
+                if let Ok(mut b) = MessageBuilder::new(&mut buf, typ, id) {
+                    if b.add_fingerprint().is_ok() {
+                        self.sends.push_back(b.finish().to_vec());
+                        self.stats.keepalives += 1;
+                    }
+                }
+                self.last_sent = Some(now);
+            }
         }
         let mut refresh = Vec::new();
         self.permissions.retain(|ip, p| {
@@ -1253,6 +1329,15 @@ impl TurnClient {
         }
         for op in refresh {
             self.start(now, op, false);
+        }
+    }
+
+    /// When the next keepalive is due: over UDP, with an allocation, `keepalive` after the
+    /// last send.
+    fn keepalive_at(&self) -> Option<Instant> {
+        match (self.state, self.config.transport, self.config.keepalive) {
+            (AllocState::Allocated { .. }, Transport::Udp, Some(k)) => Some(self.last_sent? + k),
+            _ => None,
         }
     }
 
@@ -1299,12 +1384,15 @@ impl TurnClient {
                 t = Timeout::earliest(t, Some(Timeout::new(refresh_at, "turn: refresh")));
             }
             for p in self.permissions.values().filter(|p| !p.pending) {
-                if let Some(r) = p.refresh_at {
+                if let Some(r) = p.refresh_at.or(p.expires) {
                     t = Timeout::earliest(t, Some(Timeout::new(r, "turn: permission refresh")));
                 }
             }
+            if let Some(at) = self.keepalive_at() {
+                t = Timeout::earliest(t, Some(Timeout::new(at, "turn: keepalive")));
+            }
             for c in self.channels.values().filter(|c| !c.pending) {
-                if let Some(r) = c.refresh_at {
+                if let Some(r) = c.refresh_at.or(c.expires) {
                     t = Timeout::earliest(t, Some(Timeout::new(r, "turn: channel refresh")));
                 }
             }

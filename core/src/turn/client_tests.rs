@@ -32,6 +32,8 @@ impl H {
     fn new(transport: Transport) -> Self {
         let mut config = TurnClientConfig::udp(server(), local(), USER, PASS);
         config.transport = transport;
+        // Keepalives have their own test; the others count every transmit.
+        config.keepalive = None;
         Self::with(config)
     }
 
@@ -455,10 +457,11 @@ fn permissions_and_channels_are_refreshed_on_time() {
             (240, Method::CREATE_PERMISSION),
             (480, Method::CREATE_PERMISSION),
             (540, Method::CHANNEL_BIND),
-            (720, Method::CREATE_PERMISSION),
-            (960, Method::CREATE_PERMISSION),
+            // The ChannelBind refreshed the permission too (RFC 8656 §11.2).
+            (780, Method::CREATE_PERMISSION),
+            (1020, Method::CREATE_PERMISSION),
             (1080, Method::CHANNEL_BIND),
-            (1200, Method::CREATE_PERMISSION),
+            (1320, Method::CREATE_PERMISSION),
         ]
     );
     assert_eq!(h.c.channel(peer()), Some(ch));
@@ -702,4 +705,128 @@ fn same_seed_same_inputs_same_bytes() {
     let (a, b) = (run(), run());
     assert!(a.len() > 20, "{} transmits", a.len());
     assert_eq!(a, b);
+}
+
+#[test]
+fn a_channel_alone_keeps_its_permission_refreshed() {
+    // Permissions last 5 minutes, channels 10: a channel's permission needs its own
+    // refreshes or the server drops the channel's data after 5 minutes.
+    let mut h = H::allocated(Transport::Udp, 3600);
+    let start = h.now;
+    h.c.bind_channel(h.now, peer()).unwrap();
+    let bind = h.one();
+    h.input(&ok(&bind));
+    assert_eq!(
+        h.events(),
+        vec![
+            TurnClientEvent::ChannelBound {
+                peer: peer(),
+                channel: ChannelNumber::new(0x4000).unwrap()
+            },
+            TurnClientEvent::PermissionCreated { peer: peer().ip() },
+        ]
+    );
+    assert!(h.c.has_permission(peer().ip()));
+    let mut refreshes = Vec::new();
+    while h.now - start < Duration::from_secs(600) {
+        let t = h.c.poll_timeout().unwrap();
+        h.advance_to(t.at);
+        for req in h.sent() {
+            let m = Message::parse(&req).unwrap();
+            refreshes.push(((h.now - start).as_secs(), m.message_type().method));
+            h.input(&ok(&req));
+        }
+    }
+    assert_eq!(
+        refreshes,
+        vec![
+            (240, Method::CREATE_PERMISSION),
+            (480, Method::CREATE_PERMISSION),
+            (540, Method::CHANNEL_BIND),
+            (780, Method::CREATE_PERMISSION),
+        ]
+    );
+}
+
+#[test]
+fn keepalives_keep_the_nat_mapping_while_idle() {
+    let mut config = TurnClientConfig::udp(server(), local(), USER, PASS);
+    config.keepalive = Some(Duration::from_secs(15));
+    let mut h = H::with(config);
+    h.c.allocate(h.now).unwrap();
+    let first = h.one();
+    h.input(&challenge(&first, None));
+    let second = h.one();
+    h.input(&allocate_ok(&second, 600, &md5_key()));
+    h.events();
+    let start = h.now;
+    let t = h.c.poll_timeout().unwrap();
+    assert_eq!(
+        (t.at - start, t.reason),
+        (Duration::from_secs(15), "turn: keepalive")
+    );
+    h.advance_to(t.at);
+    let ka = h.one();
+    let m = Message::parse(&ka).unwrap();
+    assert_eq!(
+        m.message_type(),
+        MessageType::new(Method::BINDING, Class::Indication)
+    );
+    m.verify_fingerprint().unwrap();
+    // Sending data counts as traffic: the next keepalive moves.
+    h.now = start + Duration::from_secs(20);
+    h.c.send_to(h.now, peer(), b"x").unwrap();
+    let sent = h.sent();
+    assert_eq!(sent.len(), 2, "CreatePermission and the Send indication");
+    h.input(&ok(&sent[0]));
+    let t = h.c.poll_timeout().unwrap();
+    assert_eq!(
+        (t.at - start, t.reason),
+        (Duration::from_secs(35), "turn: keepalive")
+    );
+    assert_eq!(h.c.stats().keepalives, 1);
+    // Over TCP there are none.
+    let h = H::allocated(Transport::Tcp, 600);
+    assert_eq!(h.c.config().keepalive, None);
+    assert_eq!(h.c.poll_timeout().unwrap().reason, "turn: refresh");
+}
+
+#[test]
+fn a_refused_refresh_is_reported_once_not_retried_in_a_storm() {
+    let mut h = H::allocated(Transport::Udp, 3600);
+    let start = h.now;
+    h.c.create_permission(h.now, peer().ip()).unwrap();
+    let perm = h.one();
+    h.input(&ok(&perm));
+    h.events();
+    h.advance_to(start + PERMISSION_REFRESH);
+    let refresh = h.one();
+    h.input(&error(&refresh, 403, "Forbidden", Some(&md5_key())));
+    assert!(matches!(
+        h.events()[..],
+        [TurnClientEvent::Error(TurnClientError::Rejected {
+            code: 403,
+            ..
+        })]
+    ));
+    assert!(h.sent().is_empty(), "no immediate retry");
+    // The permission lapses at its expiry; nothing is sent meanwhile.
+    let t = h.c.poll_timeout().unwrap();
+    assert_eq!(t.at - start, PERMISSION_LIFETIME);
+    h.advance_to(t.at);
+    assert!(h.sent().is_empty());
+    assert!(!h.c.has_permission(peer().ip()));
+
+    // 437 to any request: the allocation is gone (a NAT rebinding, a server restart).
+    h.c.create_permission(h.now, peer().ip()).unwrap();
+    let perm = h.one();
+    h.input(&error(&perm, 437, "Allocation Mismatch", Some(&md5_key())));
+    assert!(matches!(
+        h.events()[..],
+        [
+            TurnClientEvent::Error(TurnClientError::Rejected { code: 437, .. }),
+            TurnClientEvent::Expired
+        ]
+    ));
+    assert!(h.c.is_done());
 }
