@@ -171,6 +171,8 @@ pub struct Stats {
     pub fast_recoveries: u64,
     /// Retransmissions found unnecessary (the original arrived; the path reorders).
     pub spurious_retransmissions: u64,
+    /// Tail-loss probes sent.
+    pub tail_probes: u64,
     /// Retransmission timeouts.
     pub timeouts: u64,
 }
@@ -201,6 +203,8 @@ struct Segment {
     retransmitted: bool,
     sacked: bool,
     lost: bool,
+    /// Last sent as a tail-loss probe (its early ACK proves nothing spurious).
+    probe: bool,
 }
 
 impl Segment {
@@ -238,7 +242,9 @@ impl Segment {
 /// with its reordering timer) or, until the path is seen to reorder, on [`DUP_THRESH`]
 /// duplicate ACKs or SACKed segments above a hole (RFC 5681, RFC 6675); a retransmission
 /// acknowledged sooner than half the minimum round trip was spurious, so the window cut is
-/// undone and the reordering window widened; NewReno congestion control ([`NewReno`]); and
+/// undone and the reordering window widened; a tail-loss probe two round trips after the
+/// last send re-sends the last segment so a lost tail is found before the RTO (RFC 8985
+/// §7); NewReno congestion control ([`NewReno`]); and
 /// flow control by the peer's advertised window with window probes. Pacing is not done: the
 /// window goes out as a burst. Keepalives (PING) every
 /// [`Config::keepalive_interval`] of silence; the connection fails after
@@ -293,6 +299,13 @@ pub struct Connection {
     reordering_seen: bool,
     /// Multiplier of the reordering window (RFC 8985 §6.2 step 4), 1..=16.
     reo_mult: u32,
+    /// When to send a tail-loss probe (RFC 8985 §7): the last segment again, so that a
+    /// lost tail is found by the ACK it draws instead of by the RTO.
+    tlp_at: Option<Instant>,
+    /// A probe is due.
+    tlp_pending: bool,
+    /// A probe was sent and nothing new has been acknowledged since (one per tail).
+    tlp_done: bool,
     /// When the current recovery began: segments sent before it and still missing at a
     /// partial ACK are lost (RFC 6582).
     recovery_start: Option<Instant>,
@@ -371,6 +384,9 @@ impl Connection {
             min_rtt: None,
             reordering_seen: false,
             reo_mult: 1,
+            tlp_at: None,
+            tlp_pending: false,
+            tlp_done: false,
             recovery_start: None,
             retransmit_now: false,
             ping_pending: false,
@@ -723,6 +739,8 @@ impl Connection {
             } else {
                 Some(now + self.current_rto())
             };
+            self.tlp_done = false;
+            self.arm_tlp(now);
             if self.write_blocked && self.writable() > 0 {
                 self.write_blocked = false;
                 self.events.push_back(Event::Writable);
@@ -769,7 +787,7 @@ impl Connection {
     fn on_delivered(&mut self, now: Instant, k: u64, seg: Segment) {
         let rtt = now.saturating_duration_since(seg.sent_at);
         let min_rtt = self.min_rtt.unwrap_or(Duration::ZERO);
-        if seg.retransmitted && rtt < min_rtt / 2 {
+        if seg.retransmitted && !seg.probe && rtt < min_rtt / 2 {
             self.stats.spurious_retransmissions += 1;
             self.reordering_seen = true;
             self.reo_mult = (self.reo_mult + 1).min(16);
@@ -888,6 +906,7 @@ impl Connection {
             t,
             self.rack_timer.map(|at| Timeout::new(at, "reorder timer")),
         );
+        t = Timeout::earliest(t, self.tlp_at.map(|at| Timeout::new(at, "tail loss probe")));
         if let Some(at) = self.rto_at {
             let reason = if self.segments.is_empty() {
                 "window probe"
@@ -931,6 +950,11 @@ impl Connection {
         if self.rack_timer.is_some_and(|at| now >= at) {
             self.detect_losses(now);
         }
+        if self.tlp_at.is_some_and(|at| now >= at) {
+            self.tlp_at = None;
+            self.tlp_done = true;
+            self.tlp_pending = true;
+        }
         if let Some(at) = self.rto_at
             && now >= at
         {
@@ -942,6 +966,8 @@ impl Connection {
                 return;
             }
             self.backoff = (self.backoff + 1).min(16);
+            self.tlp_at = None;
+            self.tlp_pending = false;
             if self.segments.is_empty() {
                 // Zero-window probe: a PING makes the peer restate its window.
                 self.ping_pending = true;
@@ -988,11 +1014,71 @@ impl Connection {
             return None;
         }
         let room = limit - MAX_HEADER_LEN;
-        let n = self
+        let n = if let Some(n) = self.tail_probe(now, buf, room) {
+            n
+        } else if let Some(n) = self
             .retransmission(now, buf, room)
             .or_else(|| self.new_data(now, buf, room))
-            .or_else(|| self.control(buf))?;
+        {
+            self.arm_tlp(now);
+            n
+        } else {
+            self.control(buf)?
+        };
         self.after_send(now);
+        Some(n)
+    }
+
+    /// Arms the tail-loss probe two smoothed round trips out (plus the peer's ACK delay
+    /// when a single segment is in flight, RFC 8985 §7.2) — unless it would not come
+    /// before the RTO, a probe already went out for this tail, or loss recovery is on.
+    fn arm_tlp(&mut self, now: Instant) {
+        self.tlp_at = None;
+        if self.tlp_done
+            || self.segments.is_empty()
+            || self.cc.in_recovery()
+            || self.state != State::Open
+        {
+            return;
+        }
+        let Some(srtt) = self.rtt.srtt() else {
+            return;
+        };
+        let mut pto = (srtt * 2).max(Duration::from_millis(10));
+        if self.pipe <= self.mss as u64 {
+            pto += self.config.ack_delay;
+        }
+        let at = now + pto;
+        if self.rto_at.is_none_or(|rto| at < rto) {
+            self.tlp_at = Some(at);
+        }
+    }
+
+    /// The due tail-loss probe: the highest segment still in flight, sent again.
+    fn tail_probe(&mut self, now: Instant, buf: &mut [u8], room: usize) -> Option<usize> {
+        if !self.tlp_pending {
+            return None;
+        }
+        self.tlp_pending = false;
+        let (&k, seg) = self
+            .segments
+            .iter()
+            .rev()
+            .find(|(_, s)| !s.sacked && !s.lost)?;
+        let len = seg.len as usize;
+        if len > room || k + seg.len > self.peer_edge {
+            return None;
+        }
+        let flags = if seg.fin { FIN } else { 0 };
+        let n = self.emit(flags, k, len, buf)?;
+        if let Some(seg) = self.segments.get_mut(&k) {
+            // Still in the pipe: a probe neither adds nor removes bytes in flight.
+            seg.retransmitted = true;
+            seg.probe = true;
+            seg.sent_at = now;
+        }
+        self.stats.retransmissions += 1;
+        self.stats.tail_probes += 1;
         Some(n)
     }
 
@@ -1034,6 +1120,7 @@ impl Connection {
         if let Some(seg) = self.segments.get_mut(&k) {
             seg.lost = false;
             seg.retransmitted = true;
+            seg.probe = false;
             seg.sent_at = now;
             self.pipe += seg.pipe();
         }
@@ -1085,6 +1172,7 @@ impl Connection {
             retransmitted: false,
             sacked: false,
             lost: false,
+            probe: false,
         };
         self.pipe += seg.pipe();
         self.segments.insert(seq, seg);
@@ -1251,6 +1339,21 @@ mod tests {
             (s.retransmissions, s.fast_recoveries, s.timeouts),
             (1, 1, 0)
         );
+    }
+
+    #[test]
+    fn tail_loss_probe_repairs_a_lost_tail_without_timeout() {
+        let mut p = Pair::new(config(), config());
+        let warm = data(20_000, 13);
+        assert!(transfer(&mut p, [&warm, &[]], &mut |_, _| false, 100)[0] == warm);
+        assert!(p.a.srtt().is_some());
+        // A 5-segment burst whose last datagram is lost: no later segment can reveal it.
+        let x = data(5 * p.a.max_payload(), 14);
+        let last = p.sent[0] + 5;
+        let got = transfer(&mut p, [&x, &[]], &mut |dir, i| dir == 0 && i == last, 100);
+        assert!(got[0] == x);
+        let s = p.a.stats();
+        assert_eq!((s.tail_probes, s.timeouts), (1, 0), "{s:?}");
     }
 
     #[test]
