@@ -12,4 +12,5 @@ mod signal;
 mod stream;
 mod stun;
 mod turn;
+mod turn_client;
 mod turn_server;

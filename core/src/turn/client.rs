@@ -641,6 +641,10 @@ impl TurnClient {
     /// [`TurnClientEvent::Closed`] when the server answers (or stops answering). Without an
     /// allocation the client closes at once.
     pub fn close(&mut self, now: Instant) {
+        if matches!(self.state, AllocState::Closing | AllocState::Done) {
+            // Already closing: the Refresh in flight must not be cancelled.
+            return;
+        }
         let had = matches!(self.state, AllocState::Allocated { .. });
         for (_, mut p) in std::mem::take(&mut self.pending) {
             p.tx.cancel();

@@ -583,6 +583,9 @@ fn close_sends_refresh_with_lifetime_zero() {
     assert_eq!(m.message_type().method, Method::REFRESH);
     assert_eq!(m.get::<Lifetime>().unwrap(), Some(Lifetime(0)));
     assert_eq!(h.c.send_to(h.now, peer(), b"x"), Err(CommandError::Closed));
+    // A second close (found by fuzzing) must not cancel the first one's Refresh.
+    h.c.close(h.now);
+    assert!(h.sent().is_empty());
     h.input(&ok(&req));
     assert_eq!(h.events(), vec![TurnClientEvent::Closed]);
     assert!(h.c.is_done());
