@@ -124,7 +124,9 @@ fn turn_client_arbitrary_inputs() {
                     assert!(
                         c.is_done() || c.poll_timeout().is_some(),
                         "stalled: not done and nothing to wait for; ops {:?}; {c:?}",
-                        ops.iter().map(|(o, a, b)| (o % 10, o & 0x30, *a, b.len())).collect::<Vec<_>>()
+                        ops.iter()
+                            .map(|(o, a, b)| (o % 10, o & 0x30, *a, b.len()))
+                            .collect::<Vec<_>>()
                     );
                 }
             }
