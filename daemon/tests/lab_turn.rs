@@ -664,3 +664,53 @@ fn ten_megabytes_each_way_reliable_stream_over_turn_tcp() {
     p2pd_lab::require!();
     stream_transfer(Transport::Tcp);
 }
+
+#[test]
+fn a_dead_server_is_reported_not_a_stall() {
+    p2pd_lab::require!();
+    let lab = Lab::one_lan(RouterKind::Symmetric(SymmetricPorts::Random)).expect("build lab");
+    lab.start_coturn().expect("coturn");
+    // Nothing listens on this port of the server.
+    let dead = SocketAddr::new(IpAddr::V4(SERVER_IP1), 4999);
+    let fast = p2pd_core::stun::TransactionConfig {
+        rto: Duration::from_millis(100),
+        max_sends: 4,
+        last_wait_multiplier: 4,
+        reliable_timeout: Duration::from_secs(2),
+    };
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let started = Instant::now();
+        let r = lab
+            .host(0)
+            .ns()
+            .enter(|| {
+                runtime().block_on(async {
+                    let mut c = config(transport, TURN_PASSWORD);
+                    c.server = dead;
+                    c.transaction = fast;
+                    let mut s = TurnSession::connect(&Tokio, c, Rng::seed_from_u64(4)).await?;
+                    s.allocate().await
+                })
+            })
+            .expect("enter ns");
+        let elapsed = started.elapsed();
+        let err = r.expect_err("nothing to allocate on");
+        eprintln!("{transport:?}: {err} (after {elapsed:?})");
+        match transport {
+            // 100 + 200 + 400 ms of retransmissions, then 4 × 100 ms.
+            Transport::Udp => {
+                assert!(
+                    matches!(err, TurnSessionError::Unreachable { .. }),
+                    "{err:?}"
+                );
+                assert!(err.to_string().contains("did not answer Allocate"), "{err}");
+                assert!(elapsed >= fast.total_udp_time(), "{elapsed:?}");
+            }
+            // The connection is refused at once.
+            Transport::Tcp => {
+                assert!(matches!(err, TurnSessionError::Io { .. }), "{err:?}");
+            }
+        }
+        assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    }
+}
