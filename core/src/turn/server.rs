@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use super::attributes::AddressFamily;
 use super::attributes::{
-    ChannelNumber, Data, DontFragment, EvenPort, Lifetime, RequestedAddressFamily,
-    RequestedTransport, ReservationToken, TransportProtocol,
+    ChannelNumber, Data, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
+    ReservationToken, TransportProtocol,
 };
 use super::channel_data::{CHANNEL_DATA_HEADER, ChannelData};
 use crate::rng::Rng;
@@ -831,8 +831,12 @@ impl TurnServer {
             }
             _ => return Err(bad("REQUESTED-TRANSPORT missing or malformed")),
         }
-        msg.get::<DontFragment>()
-            .map_err(|_| bad("malformed DONT-FRAGMENT"))?;
+        // RFC 8656 §7.2: a server that cannot set DF on relayed datagrams (this one leaves
+        // the socket options to the driver, which does not) treats DONT-FRAGMENT as an
+        // unknown comprehension-required attribute.
+        if msg.has(AttrType::DONT_FRAGMENT) {
+            return Err(Refusal::Unknown(vec![AttrType::DONT_FRAGMENT]));
+        }
         let even = msg
             .get::<EvenPort>()
             .map_err(|_| bad("malformed EVEN-PORT"))?;

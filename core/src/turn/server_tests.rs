@@ -916,3 +916,28 @@ fn rfc5766_channel_numbers_up_to_0x7fff_work_for_older_clients() {
     assert_eq!(&out[0].bytes[..4], &[0x7f, 0xfe, 0, 4]);
     assert_eq!(stream_frame_len(&[0x7f, 0xfe, 0, 5]), Some(Ok(12)));
 }
+
+#[test]
+fn dont_fragment_is_refused_as_unknown_since_df_cannot_be_set() {
+    let t0 = Instant::now();
+    let mut s = server_with(config(), t0);
+    let mut c = Client::new("alice", "secret");
+    let req = allocate_req(&mut c);
+    c.learn(&ask(&mut s, t0, CLIENT, &req));
+    let req = c.request(Method::ALLOCATE, |b| {
+        b.add(&RequestedTransport(TransportProtocol::Udp))?
+            .add_raw(AttrType::DONT_FRAGMENT, &[])?;
+        Ok(())
+    });
+    let r = ask(&mut s, t0, CLIENT, &req);
+    assert_eq!(code(&r), Some(420));
+    let m = Message::parse(&r).unwrap();
+    let unknown: Vec<_> = m
+        .get::<UnknownAttributes>()
+        .unwrap()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(unknown, [AttrType::DONT_FRAGMENT]);
+    assert_eq!(s.allocation_count(), 0);
+}
