@@ -68,7 +68,10 @@ const MAX_RESPONSE: usize = 1500;
 /// Transmits waiting for `poll_transmit`; past this the driver is not draining, and new
 /// ones are dropped rather than queued without bound.
 const MAX_QUEUE: usize = 256;
-/// Events waiting for `poll_event`.
+/// Events waiting for `poll_event` beyond those the tables imply. Every BindRelay is a
+/// pending allocation and every ReleaseRelay an allocation that ended, so up to twice the
+/// allocation limit are always kept (dropping a ReleaseRelay would leak the driver's
+/// socket); this is the slack for answers to binds nobody asked for.
 const MAX_EVENTS: usize = 256;
 /// Ports tried for one allocation before answering 508.
 const BIND_ATTEMPTS: u8 = 3;
@@ -1383,7 +1386,7 @@ impl TurnServer {
     }
 
     fn push_event(&mut self, e: TurnServerEvent) {
-        if self.events.len() < MAX_EVENTS {
+        if self.events.len() < 2 * self.config.limits.max_allocations + MAX_EVENTS {
             self.events.push_back(e);
         } else {
             self.stats.dropped += 1;

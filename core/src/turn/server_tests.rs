@@ -64,7 +64,7 @@ struct Client {
     pass: &'static str,
     nonce: String,
     sha256: bool,
-    n: u8,
+    n: u32,
 }
 
 impl Client {
@@ -88,7 +88,11 @@ impl Client {
         let mut b = MessageBuilder::new(
             &mut buf,
             MessageType::new(method, Class::Request),
-            TransactionId::new([self.n; 12]),
+            TransactionId::new({
+                let mut id = [0u8; 12];
+                id[..4].copy_from_slice(&self.n.to_be_bytes());
+                id
+            }),
         )
         .unwrap();
         extra(&mut b).unwrap();
@@ -940,4 +944,49 @@ fn dont_fragment_is_refused_as_unknown_since_df_cannot_be_set() {
         .collect();
     assert_eq!(unknown, [AttrType::DONT_FRAGMENT]);
     assert_eq!(s.allocation_count(), 0);
+}
+
+#[test]
+fn every_expired_allocation_releases_its_relay_even_when_many_expire_at_once() {
+    let t0 = Instant::now();
+    let mut cfg = config();
+    cfg.limits.max_allocations = 400;
+    cfg.limits.allocations_per_user = 400;
+    cfg.limits.max_clients = 1000;
+    cfg.relay_ports = (40000, 40999);
+    let mut s = server_with(cfg, t0);
+    let mut c = Client::new("alice", "secret");
+    let req = allocate_req(&mut c);
+    c.learn(&ask(&mut s, t0, CLIENT, &req));
+    let mut relays = std::collections::HashSet::new();
+    for port in 1..=300u16 {
+        let from = format!("192.0.2.30:{port}");
+        let r = ask(&mut s, t0, &from, &allocate_req(&mut c));
+        let m = Message::parse(&r).unwrap();
+        relays.insert(m.get::<XorRelayedAddress>().unwrap().unwrap().0);
+    }
+    assert_eq!((s.allocation_count(), relays.len()), (300, 300));
+    // The driver does not drain events while all 300 expire in one sweep.
+    let t1 = t0 + DEFAULT_LIFETIME;
+    while let Some(t) = s.poll_timeout() {
+        if t.at > t1 {
+            break;
+        }
+        s.handle_timeout(t.at.max(t0));
+        if t.at == t1 {
+            break;
+        }
+    }
+    s.handle_timeout(t1);
+    assert_eq!(s.allocation_count(), 0);
+    let released: std::collections::HashSet<_> = std::iter::from_fn(|| s.poll_event())
+        .filter_map(|e| match e {
+            TurnServerEvent::ReleaseRelay { relay } => Some(relay),
+            TurnServerEvent::BindRelay { .. } => None,
+        })
+        .collect();
+    assert_eq!(
+        released, relays,
+        "one ReleaseRelay per allocation, none dropped"
+    );
 }
