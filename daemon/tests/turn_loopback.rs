@@ -268,6 +268,12 @@ async fn two_clients_exchange(tcp: bool) {
     }
     a.close().await.unwrap();
     b.close().await.unwrap();
+    // The server answered the Refresh 0 only after closing the relay sockets
+    // (ReleaseRelay), so their ports are free again.
+    for relayed in [ra.relayed, rb.relayed] {
+        std::net::UdpSocket::bind(relayed)
+            .unwrap_or_else(|e| panic!("relay socket {relayed} still open after close: {e}"));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -296,4 +302,19 @@ async fn p2pd_client_with_a_wrong_password_is_told_so() {
         }
         other => panic!("expected wrong credentials, got {other:?}"),
     }
+}
+
+#[test]
+fn bytes_that_are_neither_stun_nor_channel_data_close_a_tcp_connection() {
+    use std::io::{Read, Write};
+    let (_server, addr) = start_turn_server();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    tcp.write_all(&[0xC0; 64]).unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        tcp.read(&mut buf).unwrap(),
+        0,
+        "the server closes the connection"
+    );
 }
