@@ -318,3 +318,43 @@ fn bytes_that_are_neither_stun_nor_channel_data_close_a_tcp_connection() {
         "the server closes the connection"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_tcp_connections_without_an_allocation_are_closed_but_allocated_ones_stay() {
+    use p2pd_core::turn::TurnServerConfig;
+    use p2pd_tokio::turn_server::BoundTurnServer;
+    use tokio::io::AsyncReadExt;
+    let cfg = TurnServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        "p2pd.test",
+        vec![("alice".into(), "secret".into())],
+    );
+    let mut bound = BoundTurnServer::bind(&Tokio, cfg, Rng::seed_from_u64(5)).unwrap();
+    bound.set_idle_timeout(Duration::from_millis(300));
+    let addr = bound.local_address();
+    let server = tokio::spawn(bound.run());
+    // A client with a TCP allocation, silent afterwards.
+    let mut a = TurnSession::connect(
+        &Tokio,
+        client_config(true, addr, "alice", "secret"),
+        Rng::seed_from_u64(6),
+    )
+    .await
+    .unwrap();
+    a.allocate().await.unwrap();
+    // A connection that never says anything.
+    let mut silent = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 8];
+    let read = tokio::time::timeout(Duration::from_secs(5), silent.read(&mut buf)).await;
+    assert!(
+        matches!(read, Ok(Ok(0))),
+        "the silent connection is closed: {read:?}"
+    );
+    // The allocated one still works well after the idle time.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    a.create_permission("127.0.0.1".parse().unwrap())
+        .await
+        .unwrap();
+    a.close().await.unwrap();
+    server.abort();
+}

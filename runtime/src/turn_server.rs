@@ -13,7 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::Poll;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use futures_lite::Stream;
 use p2pd_core::Transport;
@@ -34,6 +34,10 @@ const MAX_CONNECTIONS: usize = 1024;
 const INBOUND_QUEUE: usize = 256;
 /// Frames waiting to be written to one TCP client; past it they are dropped.
 const OUTBOUND_QUEUE: usize = 256;
+/// A TCP connection without an allocation is closed after this long without a frame, so
+/// idle connections cannot hold the connection slots (an allocation's own lifetime
+/// bounds the others: when it ends, so does this grace).
+const IDLE_WITHOUT_ALLOCATION: Duration = Duration::from_secs(30);
 
 /// Why the TURN server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +62,7 @@ pub struct BoundTurnServer<R: Runtime> {
     server: TurnServer,
     udp: R::UdpSocket,
     tcp: R::TcpListener,
+    idle: Duration,
 }
 
 impl<R: Runtime> BoundTurnServer<R> {
@@ -94,7 +99,14 @@ impl<R: Runtime> BoundTurnServer<R> {
             server,
             udp,
             tcp,
+            idle: IDLE_WITHOUT_ALLOCATION,
         })
+    }
+
+    /// How long a TCP connection without an allocation may stay silent before it is
+    /// closed (30 s by default).
+    pub fn set_idle_timeout(&mut self, idle: Duration) {
+        self.idle = idle.max(Duration::from_millis(1));
     }
 
     /// The listen address (UDP and TCP).
@@ -109,17 +121,25 @@ impl<R: Runtime> BoundTurnServer<R> {
             mut server,
             udp,
             tcp,
+            idle,
         } = self;
         let listen = server.listen_address();
         let mut relays: Vec<(SocketAddr, R::UdpSocket)> = Vec::new();
-        let mut conns: HashMap<SocketAddr, async_channel::Sender<Vec<u8>>> = HashMap::new();
+        // Per connection: where the server's frames go, and when the client last sent one.
+        let mut conns: HashMap<SocketAddr, (async_channel::Sender<Vec<u8>>, Instant)> =
+            HashMap::new();
+        let mut next_idle_sweep = rt.now() + idle;
         let (conn_tx, conn_rx) = async_channel::bounded::<FromConn>(INBOUND_QUEUE);
         let mut conn_rx = Box::pin(conn_rx);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut next = 0usize;
         let mut sleep: Option<(Instant, Pin<Box<R::Sleep>>)> = None;
         loop {
-            let deadline = server.poll_timeout().map(|t| t.at);
+            let deadline = match server.poll_timeout().map(|t| t.at) {
+                Some(t) if conns.is_empty() || t < next_idle_sweep => Some(t),
+                _ if !conns.is_empty() => Some(next_idle_sweep),
+                other => other,
+            };
             if sleep.as_ref().map(|s| s.0) != deadline {
                 sleep = deadline.map(|d| (d, Box::pin(rt.sleep_until(d))));
             }
@@ -164,6 +184,14 @@ impl<R: Runtime> BoundTurnServer<R> {
                 Wake::Timer => {
                     sleep = None;
                     server.handle_timeout(now);
+                    if now >= next_idle_sweep {
+                        // Dropping the sender ends the connection's task, which closes it.
+                        conns.retain(|from, (_, last)| {
+                            now.saturating_duration_since(*last) < idle
+                                || server.relayed_address(Transport::Tcp, *from).is_some()
+                        });
+                        next_idle_sweep = now + idle / 3;
+                    }
                 }
                 Wake::Udp(from, local, n) => {
                     server.handle_input(now, from, local, &buf[..n.min(MAX_DATAGRAM)]);
@@ -171,7 +199,7 @@ impl<R: Runtime> BoundTurnServer<R> {
                 Wake::Accept(Ok((stream, from))) => {
                     if conns.len() < MAX_CONNECTIONS {
                         let (tx, rx) = async_channel::bounded(OUTBOUND_QUEUE);
-                        conns.insert(from, tx);
+                        conns.insert(from, (tx, now));
                         rt.spawn(connection(stream, from, conn_tx.clone(), rx));
                     }
                 }
@@ -179,6 +207,9 @@ impl<R: Runtime> BoundTurnServer<R> {
                 // concern one connection; the listener goes on.
                 Wake::Accept(Err(_)) => {}
                 Wake::Conn(FromConn::Frame(from, frame)) => {
+                    if let Some((_, last)) = conns.get_mut(&from) {
+                        *last = now;
+                    }
                     server.handle_stream_frame(now, from, &frame);
                 }
                 Wake::Conn(FromConn::Closed(from)) => {
@@ -207,7 +238,7 @@ impl<R: Runtime> BoundTurnServer<R> {
                 // A send error concerns one destination; the server goes on.
                 match t.transport {
                     Transport::Tcp => {
-                        if let Some(tx) = conns.get(&t.destination) {
+                        if let Some((tx, _)) = conns.get(&t.destination) {
                             let _ = tx.try_send(t.contents.to_vec());
                         }
                     }
