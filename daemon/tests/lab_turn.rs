@@ -714,3 +714,49 @@ fn a_dead_server_is_reported_not_a_stall() {
         assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
     }
 }
+
+#[test]
+fn a_server_that_goes_away_ends_a_tcp_allocation_as_events() {
+    p2pd_lab::require!();
+    let lab = Lab::one_lan(RouterKind::Symmetric(SymmetricPorts::Random)).expect("build lab");
+    let coturn = lab.start_coturn().expect("coturn");
+    let events = lab
+        .host(0)
+        .ns()
+        .enter(|| {
+            runtime().block_on(async {
+                let c = config(Transport::Tcp, TURN_PASSWORD);
+                let mut s = TurnSession::connect(&Tokio, c, Rng::seed_from_u64(5))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                s.allocate().await.map_err(|e| e.to_string())?;
+                coturn.stop(Duration::from_secs(2));
+                let mut events = Vec::new();
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while let Some(e) = s
+                    .next_event_until(deadline)
+                    .await
+                    .map_err(|e| e.to_string())?
+                {
+                    events.push(e);
+                    if s.client().is_done() && events.len() >= 2 {
+                        break;
+                    }
+                }
+                Ok::<_, String>(events)
+            })
+        })
+        .expect("enter ns")
+        .expect("session");
+    eprintln!("{events:?}");
+    assert!(
+        matches!(
+            &events[..],
+            [
+                TurnClientEvent::Error(TurnClientError::ConnectionClosed { .. }),
+                TurnClientEvent::Expired
+            ]
+        ),
+        "{events:?}"
+    );
+}

@@ -221,17 +221,21 @@ impl<R: Runtime> TurnSession<R> {
                     if self.client.is_done() {
                         return Ok(None);
                     }
-                    return Err(self.io_err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "the server closed the TCP connection",
-                    )));
+                    // The allocation ends with its connection: the client reports it.
+                    self.client.handle_connection_closed(self.rt.now());
                 }
                 Some(Ok((n, from))) => {
                     let now = self.rt.now();
                     self.client
                         .handle_input(now, from, self.local, &self.buf[..n]);
                 }
-                Some(Err(e)) if is_transient(&e) => {}
+                Some(Err(e)) if is_transient(&e) && matches!(self.conn, Conn::Udp(_)) => {}
+                // Over TCP every error (a reset included) ends the connection, and the
+                // allocation with it: the client reports that first; the OS error follows
+                // on the next read.
+                Some(Err(_)) if matches!(self.conn, Conn::Tcp(_)) && !self.client.is_done() => {
+                    self.client.handle_connection_closed(self.rt.now());
+                }
                 Some(Err(e)) => return Err(self.io_err(e)),
             }
         }

@@ -196,6 +196,15 @@ pub enum TurnClientError {
         /// What was wrong.
         reason: String,
     },
+    /// The TCP connection to the server ended; the server deletes an allocation whose
+    /// connection closes (RFC 8656 §3.1, §7.2).
+    #[error(
+        "the TCP connection to the TURN server {server} closed, and the allocation with it: reconnect and allocate again"
+    )]
+    ConnectionClosed {
+        /// The server.
+        server: SocketAddr,
+    },
     /// The TCP byte stream from the server holds neither STUN nor ChannelData.
     #[error(
         "the TCP stream from the TURN server is corrupt ({reason}): reconnect and allocate again"
@@ -787,6 +796,39 @@ impl TurnClient {
         match self.config.transport {
             Transport::Udp => self.handle_frame(now, source, destination, bytes),
             Transport::Tcp => self.handle_stream(now, source, destination, bytes),
+        }
+    }
+
+    /// The TCP connection to the server closed or failed (the driver saw end of stream or
+    /// an error). The allocation ends with it: [`TurnClientEvent::Error`]
+    /// ([`TurnClientError::ConnectionClosed`]) then [`TurnClientEvent::Expired`]; while
+    /// closing, [`TurnClientEvent::Closed`]. Nothing over UDP.
+    pub fn handle_connection_closed(&mut self, _now: Instant) {
+        if self.config.transport != Transport::Tcp {
+            return;
+        }
+        let error = TurnClientEvent::Error(TurnClientError::ConnectionClosed {
+            server: self.config.server,
+        });
+        match self.state {
+            AllocState::Done => {}
+            AllocState::Closing => {
+                for (_, mut p) in std::mem::take(&mut self.pending) {
+                    p.tx.cancel();
+                }
+                self.finish_close();
+            }
+            AllocState::Allocated { .. } => {
+                self.events.push_back(error);
+                self.expire();
+            }
+            AllocState::Idle | AllocState::Allocating => {
+                for (_, mut p) in std::mem::take(&mut self.pending) {
+                    p.tx.cancel();
+                }
+                self.events.push_back(error);
+                self.state = AllocState::Done;
+            }
         }
     }
 

@@ -833,3 +833,31 @@ fn a_refused_refresh_is_reported_once_not_retried_in_a_storm() {
     ));
     assert!(h.c.is_done());
 }
+
+#[test]
+fn a_closed_tcp_connection_ends_the_allocation_as_events() {
+    let mut h = H::allocated(Transport::Tcp, 600);
+    h.c.handle_connection_closed(h.now);
+    let events = h.events();
+    assert!(
+        matches!(
+            &events[..],
+            [
+                TurnClientEvent::Error(TurnClientError::ConnectionClosed { .. }),
+                TurnClientEvent::Expired
+            ]
+        ),
+        "{events:?}"
+    );
+    assert!(h.c.is_done() && h.c.poll_timeout().is_none());
+    // While closing it is the end of the close.
+    let mut h = H::allocated(Transport::Tcp, 600);
+    h.c.close(h.now);
+    h.sent();
+    h.c.handle_connection_closed(h.now);
+    assert_eq!(h.events(), vec![TurnClientEvent::Closed]);
+    // Over UDP there is no connection to lose.
+    let mut h = H::allocated(Transport::Udp, 600);
+    h.c.handle_connection_closed(h.now);
+    assert!(h.events().is_empty() && !h.c.is_done());
+}
