@@ -34,6 +34,8 @@ const MAX_CONNECTIONS: usize = 1024;
 const INBOUND_QUEUE: usize = 256;
 /// Frames waiting to be written to one TCP client; past it they are dropped.
 const OUTBOUND_QUEUE: usize = 256;
+/// How long accepting pauses after an accept error.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// A TCP connection without an allocation is closed after this long without a frame, so
 /// idle connections cannot hold the connection slots (an allocation's own lifetime
 /// bounds the others: when it ends, so does this grace).
@@ -134,6 +136,10 @@ impl<R: Runtime> BoundTurnServer<R> {
         let mut buf = vec![0u8; MAX_DATAGRAM];
         let mut next = 0usize;
         let mut sleep: Option<(Instant, Pin<Box<R::Sleep>>)> = None;
+        let mut tcp_first = false;
+        // After an accept error (out of descriptors), accepting pauses briefly instead of
+        // spinning on a listener that keeps failing.
+        let mut accept_pause: Option<Pin<Box<R::Sleep>>> = None;
         loop {
             let deadline = match server.poll_timeout().map(|t| t.at) {
                 Some(t) if conns.is_empty() || t < next_idle_sweep => Some(t),
@@ -143,14 +149,37 @@ impl<R: Runtime> BoundTurnServer<R> {
             if sleep.as_ref().map(|s| s.0) != deadline {
                 sleep = deadline.map(|d| (d, Box::pin(rt.sleep_until(d))));
             }
+            // TCP and UDP take turns at being polled first, and the timer goes before
+            // both, so a flood on one cannot starve the others.
+            tcp_first = !tcp_first;
             let wake = poll_fn(|cx| {
-                if let Poll::Ready(r) = tcp.poll_accept(cx) {
-                    return Poll::Ready(Wake::Accept(r));
+                if let Some((_, s)) = sleep.as_mut() {
+                    if s.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Wake::Timer);
+                    }
                 }
-                if let Poll::Ready(Some(m)) = conn_rx.as_mut().poll_next(cx) {
-                    return Poll::Ready(Wake::Conn(m));
+                if accept_pause
+                    .as_mut()
+                    .is_some_and(|p| p.as_mut().poll(cx).is_ready())
+                {
+                    accept_pause = None;
                 }
-                // The listen socket first, then the relays round-robin.
+                macro_rules! poll_tcp {
+                    () => {
+                        if accept_pause.is_none() {
+                            if let Poll::Ready(r) = tcp.poll_accept(cx) {
+                                return Poll::Ready(Wake::Accept(r));
+                            }
+                        }
+                        if let Poll::Ready(Some(m)) = conn_rx.as_mut().poll_next(cx) {
+                            return Poll::Ready(Wake::Conn(m));
+                        }
+                    };
+                }
+                if tcp_first {
+                    poll_tcp!();
+                }
+                // The listen socket and the relays, round-robin.
                 let count = relays.len() + 1;
                 for k in 0..count {
                     let i = (next + k) % count;
@@ -170,10 +199,8 @@ impl<R: Runtime> BoundTurnServer<R> {
                         Poll::Ready(Err(_)) | Poll::Pending => {}
                     }
                 }
-                if let Some((_, s)) = sleep.as_mut() {
-                    if s.as_mut().poll(cx).is_ready() {
-                        return Poll::Ready(Wake::Timer);
-                    }
+                if !tcp_first {
+                    poll_tcp!();
                 }
                 Poll::Pending
             })
@@ -205,7 +232,9 @@ impl<R: Runtime> BoundTurnServer<R> {
                 }
                 // Accept errors (out of descriptors, a connection reset before accept)
                 // concern one connection; the listener goes on.
-                Wake::Accept(Err(_)) => {}
+                Wake::Accept(Err(_)) => {
+                    accept_pause = Some(Box::pin(rt.sleep_until(now + ACCEPT_PAUSE)));
+                }
                 Wake::Conn(FromConn::Frame(from, frame)) => {
                     if let Some((_, last)) = conns.get_mut(&from) {
                         *last = now;
