@@ -13,7 +13,10 @@ use p2pd_lab::{Lab, RouterKind, SERVER_IP1, TURN_PASSWORD, TURN_USER};
 fn field(text: &str, name: &str) -> Option<f64> {
     let at = text.rfind(name)? + name.len();
     let rest = text[at..].trim_start_matches([' ', '=', '~']);
-    let num: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+    let num: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
     num.parse().ok()
 }
 
@@ -26,14 +29,29 @@ fn turnutils_uclient_relay_throughput() {
     for (transport, flags) in [("udp", &[][..]), ("tcp", &["-t"][..])] {
         let messages = "10000";
         let mut argv = vec![
-            "turnutils_uclient", "-u", TURN_USER, "-w", TURN_PASSWORD, "-y", "-m", "2", "-n",
-            messages, "-l", "1000", "-z", "0",
+            "turnutils_uclient",
+            "-u",
+            TURN_USER,
+            "-w",
+            TURN_PASSWORD,
+            "-y",
+            "-m",
+            "2",
+            "-n",
+            messages,
+            "-l",
+            "1000",
+            "-z",
+            "0",
         ];
         argv.extend_from_slice(flags);
         let server = SERVER_IP1.to_string();
         argv.push(&server);
         let start = Instant::now();
-        let out = lab.host(0).run(&argv, Duration::from_secs(120)).expect("uclient");
+        let out = lab
+            .host(0)
+            .run(&argv, Duration::from_secs(120))
+            .expect("uclient");
         let wall = start.elapsed();
         let text = out.combined();
         let sent = field(&text, "tot_send_bytes").unwrap_or(0.0);
