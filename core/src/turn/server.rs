@@ -28,7 +28,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::attributes::AddressFamily;
+use super::attributes::{AdditionalAddressFamily, AddressFamily};
 use super::attributes::{
     ChannelNumber, Data, EvenPort, Lifetime, RequestedAddressFamily, RequestedTransport,
     ReservationToken, TransportProtocol,
@@ -242,6 +242,8 @@ struct Allocation {
     channels: HashMap<ChannelNumber, Channel>,
     peer_channels: HashMap<SocketAddr, ChannelNumber>,
     reservation: Option<[u8; 8]>,
+    /// See [`Pending::refused_v6`].
+    refused_v6: bool,
 }
 
 /// Who authenticated a request, and how to sign the answer.
@@ -263,6 +265,9 @@ struct Pending {
     reserve: bool,
     /// The reservation this allocation consumes (its port is the one being bound).
     token: Option<[u8; 8]>,
+    /// An IPv6 relay was asked for too (ADDITIONAL-ADDRESS-FAMILY), which this server,
+    /// with one relay IP, answers with ADDRESS-ERROR-CODE 440 (RFC 8656 §7.2).
+    refused_v6: bool,
     attempts: u8,
     deadline: Instant,
 }
@@ -508,12 +513,14 @@ impl TurnServer {
                 channels: HashMap::new(),
                 peer_channels: HashMap::new(),
                 reservation,
+                refused_v6: p.refused_v6,
             },
         );
         self.by_relay.insert(relay, p.client);
         self.wake_at(expires);
         self.stats.allocations += 1;
-        self.send_allocate_success(p.client, &p.ctx, &p.auth, relay, p.lifetime, reservation);
+        let extra = (reservation, p.refused_v6);
+        self.send_allocate_success(p.client, &p.ctx, &p.auth, relay, p.lifetime, extra);
     }
 
     fn on_client(&mut self, now: Instant, client: ClientKey, bytes: &[u8]) {
@@ -810,7 +817,7 @@ impl TurnServer {
                 let (relay, left, token) = (
                     a.relay,
                     a.expires.saturating_duration_since(now),
-                    a.reservation,
+                    (a.reservation, a.refused_v6),
                 );
                 self.send_allocate_success(client, msg.context(), auth, relay, left, token);
                 return Ok(());
@@ -853,6 +860,20 @@ impl TurnServer {
             return Err(bad(
                 "RESERVATION-TOKEN excludes EVEN-PORT and REQUESTED-ADDRESS-FAMILY",
             ));
+        }
+        let additional = msg
+            .get::<AdditionalAddressFamily>()
+            .map_err(|_| bad("malformed ADDITIONAL-ADDRESS-FAMILY"))?;
+        match additional {
+            Some(_) if family.is_some() || token.is_some() => {
+                return Err(bad(
+                    "ADDITIONAL-ADDRESS-FAMILY excludes REQUESTED-ADDRESS-FAMILY and RESERVATION-TOKEN",
+                ));
+            }
+            Some(AdditionalAddressFamily(AddressFamily::V4)) => {
+                return Err(bad("ADDITIONAL-ADDRESS-FAMILY must ask for IPv6"));
+            }
+            _ => {}
         }
         let want_v4 = !matches!(family, Some(RequestedAddressFamily(AddressFamily::V6)));
         if want_v4 != self.config.relay_ip.is_ipv4() {
@@ -908,6 +929,7 @@ impl TurnServer {
             even: even.is_some(),
             reserve: even.is_some_and(|e| e.reserve),
             token,
+            refused_v6: additional.is_some(),
             attempts: 0,
             deadline: now + BIND_TIMEOUT,
         };
@@ -1428,7 +1450,7 @@ impl TurnServer {
         auth: &Auth,
         relay: SocketAddr,
         lifetime: Duration,
-        token: Option<[u8; 8]>,
+        (token, refused_v6): (Option<[u8; 8]>, bool),
     ) {
         let secs = u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX);
         self.respond_success(client, ctx, Method::ALLOCATE, Some(auth), |b| {
@@ -1437,6 +1459,15 @@ impl TurnServer {
                 .add(&XorMappedAddress(client.1))?;
             if let Some(t) = token {
                 b.add(&ReservationToken(t))?;
+            }
+            if refused_v6 {
+                // ADDRESS-ERROR-CODE (RFC 8656 §18.11): family, reserved, then as
+                // ERROR-CODE.
+                let reason = b"Address Family not Supported";
+                let mut v = [0u8; 4 + 28];
+                v[..4].copy_from_slice(&[0x02, 0, 4, 40]);
+                v[4..].copy_from_slice(reason);
+                b.add_raw(AttrType::ADDRESS_ERROR_CODE, &v)?;
             }
             Ok(())
         });

@@ -990,3 +990,42 @@ fn every_expired_allocation_releases_its_relay_even_when_many_expire_at_once() {
         "one ReleaseRelay per allocation, none dropped"
     );
 }
+
+#[test]
+fn additional_ipv6_family_gets_the_ipv4_relay_and_address_error_440() {
+    let t0 = Instant::now();
+    let mut s = server_with(config(), t0);
+    let mut c = Client::new("alice", "secret");
+    let req = allocate_req(&mut c);
+    c.learn(&ask(&mut s, t0, CLIENT, &req));
+    let req = c.request(Method::ALLOCATE, |b| {
+        b.add(&RequestedTransport(TransportProtocol::Udp))?
+            .add(&AdditionalAddressFamily(AddressFamily::V6))?;
+        Ok(())
+    });
+    let r = ask(&mut s, t0, CLIENT, &req);
+    assert_eq!(code(&r), None);
+    let m = Message::parse(&r).unwrap();
+    assert!(m.get::<XorRelayedAddress>().unwrap().unwrap().0.is_ipv4());
+    let aec = m
+        .attributes()
+        .find(|a| a.typ == AttrType::ADDRESS_ERROR_CODE)
+        .expect("ADDRESS-ERROR-CODE");
+    assert_eq!(&aec.value[..4], &[0x02, 0, 4, 40]);
+    // IPv4 as the additional family, or with REQUESTED-ADDRESS-FAMILY: 400.
+    for extra in [
+        &[AdditionalAddressFamily(AddressFamily::V4)][..],
+        &[AdditionalAddressFamily(AddressFamily::V6)][..],
+    ] {
+        let with_requested = extra[0].0 == AddressFamily::V6;
+        let req = c.request(Method::ALLOCATE, |b| {
+            b.add(&RequestedTransport(TransportProtocol::Udp))?
+                .add(&extra[0])?;
+            if with_requested {
+                b.add(&RequestedAddressFamily(AddressFamily::V4))?;
+            }
+            Ok(())
+        });
+        assert_eq!(code(&ask(&mut s, t0, "192.0.2.10:50009", &req)), Some(400));
+    }
+}
