@@ -358,3 +358,50 @@ async fn silent_tcp_connections_without_an_allocation_are_closed_but_allocated_o
     a.close().await.unwrap();
     server.abort();
 }
+
+/// The server loop is generic over the runtime: the same uclient exchanges, UDP and TCP,
+/// with the loop on smol and on async-std (in-process; the binary runs it on tokio).
+fn serve_on<R: p2pd_runtime::Runtime>(
+    rt: R,
+    block_on: fn(std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>),
+) -> SocketAddr {
+    use p2pd_core::turn::TurnServerConfig;
+    let cfg = TurnServerConfig::new(
+        "127.0.0.1:0".parse().unwrap(),
+        "p2pd.test",
+        vec![("alice".into(), "secret".into())],
+    );
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        block_on(Box::pin(async move {
+            let bound =
+                p2pd_runtime::turn_server::BoundTurnServer::bind(&rt, cfg, Rng::seed_from_u64(9))
+                    .unwrap();
+            tx.send(bound.local_address()).unwrap();
+            let _ = bound.run().await;
+        }))
+    });
+    rx.recv_timeout(Duration::from_secs(10)).unwrap()
+}
+
+#[test]
+fn uclient_against_the_loop_on_smol_and_async_std() {
+    let servers = [
+        serve_on(p2pd_smol::Smol, |f| smol::block_on(f)),
+        serve_on(p2pd_async_std::AsyncStd, |f| async_std::task::block_on(f)),
+    ];
+    for addr in servers {
+        let text = uclient(
+            addr,
+            &["-u", "alice", "-w", "secret", "-y", "-n", "10", "-m", "2"],
+        );
+        assert_all_echoed(&text, 40);
+        let text = uclient(
+            addr,
+            &[
+                "-t", "-u", "alice", "-w", "secret", "-y", "-n", "10", "-m", "2",
+            ],
+        );
+        assert_all_echoed(&text, 40);
+    }
+}
