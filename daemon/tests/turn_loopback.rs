@@ -387,8 +387,8 @@ fn serve_on<R: p2pd_runtime::Runtime>(
 #[test]
 fn uclient_against_the_loop_on_smol_and_async_std() {
     let servers = [
-        serve_on(p2pd_smol::Smol, |f| smol::block_on(f)),
-        serve_on(p2pd_async_std::AsyncStd, |f| async_std::task::block_on(f)),
+        serve_on(p2pd_smol::Smol, smol::block_on),
+        serve_on(p2pd_async_std::AsyncStd, async_std::task::block_on),
     ];
     for addr in servers {
         let text = uclient(
