@@ -16,7 +16,7 @@ use crate::host::{HostConfig, InterfaceConfig};
 use crate::link::LinkConfig;
 use crate::machine::MachineEndpoint;
 use crate::nat::RouterConfig;
-use crate::network::{Attachment, Network};
+use crate::network::{Attachment, HostId, Network};
 use crate::stats::Stats;
 
 /// One NAT configuration: P2PD's type and delta kind, with the step or offset the
@@ -132,18 +132,8 @@ pub fn classify_behind(
     link: LinkConfig,
     config: ClassifierConfig,
 ) -> Result<ClassifyRun, SimError> {
-    let mut net = Network::new(seed);
-    let (primary, alternate) = (SERVER_PRIMARY, SERVER_ALTERNATE);
-    net.add_stun_server(ServerConfig {
-        primary,
-        alternate: Some(alternate),
-        software: None,
-    })?;
-    let router = net.add_router(router)?;
-    let host = net.add_host(HostConfig {
-        interfaces: vec![InterfaceConfig::new(Attachment::Behind(router)).with_link(link)],
-    })?;
-    let ip = net.host_ip(host).ok_or(SimError::NoInterfaces)?;
+    let (mut net, host, ip) = host_behind(router, seed, link)?;
+    let primary = SERVER_PRIMARY;
     let port = |net: &mut Network| net.free_port(host, ip).map(|p| SocketAddr::new(ip, p));
     let mapping = port(&mut net)?;
     let filtering = port(&mut net)?;
@@ -218,13 +208,12 @@ pub fn score(case: &NatCase, result: &Classification) -> Score {
     }
 }
 
-/// Measures the mapping lifetime behind `router` (host link `link`), testing `delays`.
-pub fn measure_lifetime(
+/// A network with the RFC 5780 server and one host behind `router`, its link `link`.
+fn host_behind(
     router: RouterConfig,
-    delays: Vec<Duration>,
     seed: u64,
     link: LinkConfig,
-) -> Result<MappingLifetime, SimError> {
+) -> Result<(Network, HostId, IpAddr), SimError> {
     let mut net = Network::new(seed);
     net.add_stun_server(ServerConfig {
         primary: SERVER_PRIMARY,
@@ -236,6 +225,17 @@ pub fn measure_lifetime(
         interfaces: vec![InterfaceConfig::new(Attachment::Behind(router)).with_link(link)],
     })?;
     let ip = net.host_ip(host).ok_or(SimError::NoInterfaces)?;
+    Ok((net, host, ip))
+}
+
+/// Measures the mapping lifetime behind `router` (host link `link`), testing `delays`.
+pub fn measure_lifetime(
+    router: RouterConfig,
+    delays: Vec<Duration>,
+    seed: u64,
+    link: LinkConfig,
+) -> Result<MappingLifetime, SimError> {
+    let (mut net, host, ip) = host_behind(router, seed, link)?;
     let trigger = SocketAddr::new(ip, net.free_port(host, ip)?);
     let mut targets = Vec::new();
     for _ in &delays {
