@@ -66,3 +66,4 @@ machine!(Classifier, Classification);
 machine!(LifetimeProbe, MappingLifetime);
 machine!(TurnClient, TurnClientEvent);
 machine!(TurnServer, TurnServerEvent);
+machine!(crate::punch::UdpPunch, crate::punch::UdpPunchEvent);
