@@ -8,6 +8,7 @@
 mod addr;
 mod mqtt;
 mod nat;
+mod portmap;
 mod punch;
 mod signal;
 mod stream;
