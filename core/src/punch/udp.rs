@@ -4,7 +4,8 @@
 //! (local socket, candidate remote) pair — candidates come from [`super::predict`] or
 //! [`super::birthday`]. A valid probe from the peer is answered with an ACK on the same
 //! path, and from then on probes go only to that path. The first valid ACK proves the path
-//! works both ways: [`UdpPunchEvent::Punched`]. After `max_packets` probes and a `linger`
+//! works both ways: [`UdpPunchEvent::Punched`]; after that the machine still answers the
+//! peer's probes, so a lost last ACK does not leave the peer stranded. After `max_packets` probes and a `linger`
 //! for late answers, [`UdpPunchEvent::Failed`].
 //!
 //! A packet is `"P2PH" | kind (1) | attempt id (8) | MAC (16)`, the MAC a truncated
@@ -110,6 +111,7 @@ pub struct UdpPunch {
     current: Option<(SocketAddr, SocketAddr, [u8; PACKET_LEN])>,
     events: VecDeque<UdpPunchEvent>,
     done: bool,
+    punched: bool,
 }
 
 impl UdpPunch {
@@ -144,6 +146,7 @@ impl UdpPunch {
             current: None,
             events: VecDeque::new(),
             done: false,
+            punched: false,
         })
     }
 
@@ -199,6 +202,7 @@ impl UdpPunch {
     fn finish(&mut self, event: UdpPunchEvent) {
         if !self.done {
             self.done = true;
+            self.punched = matches!(event, UdpPunchEvent::Punched { .. });
             self.events.push_back(event);
         }
     }
@@ -211,10 +215,20 @@ impl UdpPunch {
         destination: SocketAddr,
         bytes: &[u8],
     ) {
-        if self.done || !self.locals.contains(&destination) {
+        if !self.locals.contains(&destination) || (self.done && !self.punched) {
             return;
         }
-        match self.parse(bytes) {
+        let kind = self.parse(bytes);
+        if self.done {
+            // Punched: keep answering probes, in case our last ACK was lost and the peer is
+            // still waiting for one.
+            if kind == Some(KIND_PROBE) && self.queue.len() < MAX_QUEUE {
+                let ack = self.packet(KIND_ACK);
+                self.queue.push_back((destination, source, ack));
+            }
+            return;
+        }
+        match kind {
             Some(KIND_PROBE) => {
                 if self.queue.len() < MAX_QUEUE {
                     let ack = self.packet(KIND_ACK);
@@ -360,6 +374,13 @@ mod tests {
         ));
         assert_eq!(a.poll_event(), None);
         assert_eq!(a.poll_timeout(), None);
+        // Done, it still answers a probe (the peer may have lost our last ACK).
+        drain(&mut a);
+        let probe = b.packet(KIND_PROBE);
+        a.handle_input(now, addr("9.9.9.9:2000"), addr("10.0.0.1:1000"), &probe);
+        let answers = drain(&mut a);
+        assert_eq!(answers.len(), 1);
+        assert_eq!(answers[0].2, a.packet(KIND_ACK).to_vec());
     }
 
     #[test]
