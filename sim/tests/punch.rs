@@ -69,7 +69,8 @@ impl Endpoint for Peer {
                 self.outcome.get_or_insert((e, now));
             }
         } else if let Ok(a) = std::str::from_utf8(bytes).unwrap_or("").parse() {
-            self.observed = Some(a);
+            // The first answer: the observation (later ones answer interfering traffic).
+            self.observed.get_or_insert(a);
         }
     }
     fn poll_transmit(&mut self) -> Option<Datagram> {
@@ -140,6 +141,13 @@ struct Run {
 }
 
 fn run(a: Side, b: Side, seed: u64, loss: f64) -> Run {
+    run_with(a, b, seed, loss, GUESSES, 0)
+}
+
+/// One punch between `a` and `b` with `guesses` predictions per symmetric peer; each
+/// symmetric side first opens `interfere` other mappings after its observation (traffic to
+/// elsewhere), so its next mapping is not the first guess.
+fn run_with(a: Side, b: Side, seed: u64, loss: f64, guesses: usize, interfere: u16) -> Run {
     let mut net = Network::new(seed);
     let link = LinkConfig {
         loss,
@@ -183,6 +191,19 @@ fn run(a: Side, b: Side, seed: u64, loss: f64) -> Run {
         });
     }
     net.run_for(Duration::from_millis(200), 100_000);
+    for h in hosts.iter().filter(|h| h.side.0 == NatType::Symmetric) {
+        let extra: Vec<Datagram> = (0..interfere)
+            .map(|k| {
+                Datagram::new(
+                    h.obs_local,
+                    SocketAddr::new(refl_addr.ip(), 9000 + k),
+                    b"x".to_vec(),
+                )
+            })
+            .collect();
+        net.with_endpoint::<Peer, _>(h.id, |p, _| p.to_send.extend(extra));
+    }
+    net.run_for(Duration::from_millis(100), 100_000);
     let observed: Vec<SocketAddr> = hosts
         .iter()
         .map(|h| {
@@ -218,7 +239,7 @@ fn run(a: Side, b: Side, seed: u64, loss: f64) -> Run {
                 }),
             },
         };
-        match predict_ports(&facts, GUESSES, PortRange::default()) {
+        match predict_ports(&facts, guesses, PortRange::default()) {
             Ok(ports) => ports
                 .into_iter()
                 .map(|p| SocketAddr::new(observed[i].ip(), p))
@@ -249,7 +270,7 @@ fn run(a: Side, b: Side, seed: u64, loss: f64) -> Run {
             candidates: candidates(peer),
             start: starts[i],
             interval: Duration::from_millis(20),
-            max_packets: (GUESSES * 6) as u32,
+            max_packets: (guesses * 6) as u32,
             linger: Duration::from_millis(500),
         };
         let cfg = if !birthday {
@@ -401,4 +422,30 @@ fn birthday_success_rate_is_near_the_plan() {
         time / ok.max(1)
     );
     assert!(f64::from(ok) >= 0.85 * f64::from(n), "birthday {ok}/{n}");
+}
+
+/// Several guesses matter: a symmetric NAT with an independent delta that handed out two
+/// other mappings between the observation and the punch is reached by the third guess; with
+/// P2PD's single first guess the same punch fails.
+#[test]
+fn later_guesses_cover_mappings_allocated_meanwhile() {
+    let a = (NatType::Symmetric, DeltaKind::Independent);
+    let b = (NatType::PortRestrictedCone, DeltaKind::Equal);
+    for seed in 0..5 {
+        let many = run_with(a, b, seed, 0.0, GUESSES, 2);
+        assert!(
+            many.punched,
+            "seed {seed}: {GUESSES} guesses should reach the third"
+        );
+        let first_only = run_with(a, b, seed, 0.0, 1, 2);
+        assert!(
+            !first_only.punched,
+            "seed {seed}: the first guess alone cannot"
+        );
+        let undisturbed = run_with(a, b, seed, 0.0, 1, 0);
+        assert!(
+            undisturbed.punched,
+            "seed {seed}: the first guess is right without interference"
+        );
+    }
 }

@@ -67,6 +67,9 @@ pub enum PunchError {
     /// A zero interval or zero packet budget.
     #[error("zero interval or zero packet budget")]
     NoBudget,
+    /// The MAC refused the key (HMAC takes any length, so this does not happen).
+    #[error("the punch key was refused")]
+    Key,
 }
 
 /// Why a punch failed.
@@ -128,8 +131,8 @@ impl UdpPunch {
             return Err(PunchError::NoBudget);
         }
         // HMAC accepts keys of any length; a 32-byte key cannot be refused.
-        let mac_key = <Hmac<Sha256> as KeyInit>::new_from_slice(&config.key)
-            .map_err(|_| PunchError::NoPairs)?;
+        let mac_key =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&config.key).map_err(|_| PunchError::Key)?;
         Ok(UdpPunch {
             mac_key,
             attempt: config.attempt,
