@@ -67,3 +67,7 @@ machine!(LifetimeProbe, MappingLifetime);
 machine!(TurnClient, TurnClientEvent);
 machine!(TurnServer, TurnServerEvent);
 machine!(crate::punch::UdpPunch, crate::punch::UdpPunchEvent);
+machine!(
+    crate::portmap::client::PortMapClient,
+    crate::portmap::client::PortMapEvent
+);

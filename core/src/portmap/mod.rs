@@ -6,5 +6,6 @@
 //! or from the simulator. Every parser borrows the bytes, checks lengths, version and
 //! opcode once, and returns a typed error instead of panicking on hostile input.
 
+pub mod client;
 pub mod natpmp;
 pub mod pcp;
