@@ -29,6 +29,9 @@ pub enum Command {
     Ifs(crate::ifs_cmd::IfsArgs),
     /// Run a TURN relay server (RFC 8656) on UDP and TCP, with long-term credentials.
     TurnServer(crate::turn_cmd::TurnServerArgs),
+    /// Port mapping on the local gateway: PCP (RFC 6887), then NAT-PMP (RFC 6886).
+    #[command(subcommand)]
+    Portmap(crate::portmap_cmd::PortmapCommand),
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),

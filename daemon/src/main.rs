@@ -5,6 +5,7 @@ mod config;
 mod ifs_cmd;
 mod nat_cmd;
 mod output;
+mod portmap_cmd;
 mod sim_cmd;
 mod stun_cmd;
 mod turn_cmd;
@@ -33,6 +34,7 @@ fn main() -> ExitCode {
             cli::Command::Nat(args) => nat_cmd::run(args).await,
             cli::Command::Ifs(args) => ifs_cmd::run(args).await,
             cli::Command::TurnServer(args) => turn_cmd::server(args).await,
+            cli::Command::Portmap(cmd) => portmap_cmd::run(cmd).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
         }
     });

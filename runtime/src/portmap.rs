@@ -10,6 +10,7 @@ use p2pd_core::portmap::client::{
     Mapping, PortMapClient, PortMapConfig, PortMapError, PortMapEvent, Via,
 };
 use p2pd_core::portmap::natpmp::{MapProtocol, NATPMP_SERVER_PORT};
+use p2pd_core::portmap::pcp::Nonce;
 use p2pd_core::rng::Rng;
 
 use crate::Runtime;
@@ -41,6 +42,23 @@ pub fn default_gateway() -> io::Result<Ipv4Addr> {
     })
 }
 
+/// What [`PortMapper::map`] asks for.
+#[derive(Debug, Clone)]
+pub struct MapWanted {
+    /// The gateway's LAN address.
+    pub gateway: IpAddr,
+    /// UDP or TCP.
+    pub protocol: MapProtocol,
+    /// The local port.
+    pub internal_port: u16,
+    /// Requested lease in seconds.
+    pub lease: u32,
+    /// Protocols to try in order (empty: PCP, then NAT-PMP).
+    pub order: Vec<Via>,
+    /// A stored PCP nonce (to refresh or delete an earlier process's mapping).
+    pub nonce: Option<Nonce>,
+}
+
 /// A port mapping being kept: the client machine and its socket.
 #[derive(Debug)]
 pub struct PortMapper<S> {
@@ -57,13 +75,17 @@ impl<S: crate::AsyncUdpSocket> PortMapper<S> {
     /// seconds at most when the gateway is silent).
     pub async fn map<R: Runtime<UdpSocket = S>>(
         rt: &R,
-        gateway: IpAddr,
-        protocol: MapProtocol,
-        internal_port: u16,
-        lease: u32,
-        order: Vec<Via>,
+        want: MapWanted,
         rng: &mut Rng,
     ) -> io::Result<(Self, Mapping)> {
+        let MapWanted {
+            gateway,
+            protocol,
+            internal_port,
+            lease,
+            order,
+            nonce,
+        } = want;
         let ip = route_local_ip(SocketAddr::new(gateway, NATPMP_SERVER_PORT))?;
         let socket = bind_udp(rt, SocketAddr::new(ip, 0), false)?;
         let local = socket.local_addr()?;
@@ -71,6 +93,7 @@ impl<S: crate::AsyncUdpSocket> PortMapper<S> {
         if !order.is_empty() {
             config.order = order;
         }
+        config.nonce = nonce;
         let client = PortMapClient::new(config, rng, rt.now());
         let mut me = Self {
             set: SocketSet::new(vec![(local, socket)]),
@@ -84,6 +107,11 @@ impl<S: crate::AsyncUdpSocket> PortMapper<S> {
                 None => return Err(io::Error::other("port-mapping client stopped")),
             }
         }
+    }
+
+    /// The PCP nonce in use (store it to delete the mapping from another process).
+    pub fn nonce(&self) -> Nonce {
+        self.client.nonce()
     }
 
     /// The current mapping.

@@ -59,6 +59,9 @@ pub struct PortMapConfig {
     pub attempts: u32,
     /// First retransmission timeout (default 250 ms, RFC 6886 §3.1).
     pub initial_rto: Duration,
+    /// The PCP nonce to use (to renew or delete a mapping made by an earlier process);
+    /// `None` draws a fresh one from the `Rng`.
+    pub nonce: Option<pcp::Nonce>,
 }
 
 impl PortMapConfig {
@@ -79,6 +82,7 @@ impl PortMapConfig {
             order: vec![Via::Pcp, Via::NatPmp],
             attempts: 4,
             initial_rto: Duration::from_millis(250),
+            nonce: None,
         }
     }
 }
@@ -171,6 +175,7 @@ impl PortMapClient {
     pub fn new(config: PortMapConfig, rng: &mut Rng, now: Instant) -> Self {
         let mut nonce = [0u8; 12];
         rng.fill(&mut nonce);
+        let nonce = config.nonce.unwrap_or(nonce);
         let mut c = Self {
             config,
             nonce,
