@@ -36,6 +36,12 @@ impl<M: Machine> MachineEndpoint<M> {
         &self.machine
     }
 
+    /// The machine, to give it commands (inside [`crate::Network::with_endpoint`], which
+    /// then sends what they produced).
+    pub fn machine_mut(&mut self) -> &mut M {
+        &mut self.machine
+    }
+
     fn collect(&mut self) {
         while let Some(e) = self.machine.poll_event() {
             if self.events.len() < MAX_EVENTS {

@@ -4,14 +4,14 @@
 //! all refreshed on time; then they close. Deterministic per seed.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use p2pd_core::nat::{DeltaKind, NatType};
 use p2pd_core::rng::Rng;
 use p2pd_core::turn::{
     TurnClient, TurnClientConfig, TurnClientEvent, TurnClientStats, TurnServerConfig,
 };
-use p2pd_sim::{Datagram, Endpoint, HostConfig, HostId, Network, RouterConfig};
+use p2pd_sim::{HostConfig, HostId, MachineEndpoint, Network, RouterConfig};
 
 const SERVER: &str = "203.0.113.10:3478";
 const REALM: &str = "sim.test";
@@ -19,46 +19,7 @@ const REALM: &str = "sim.test";
 const SEND_AT_MINUTES: [u64; 6] = [0, 4, 6, 11, 31, 119];
 
 /// The client as a simulated host's application, keeping its events.
-struct ClientEndpoint {
-    client: TurnClient,
-    events: Vec<TurnClientEvent>,
-}
-
-impl ClientEndpoint {
-    fn collect(&mut self) {
-        while let Some(e) = self.client.poll_event() {
-            self.events.push(e);
-        }
-    }
-}
-
-impl Endpoint for ClientEndpoint {
-    fn handle_input(
-        &mut self,
-        now: Instant,
-        source: SocketAddr,
-        destination: SocketAddr,
-        bytes: &[u8],
-    ) {
-        self.client.handle_input(now, source, destination, bytes);
-        self.collect();
-    }
-
-    fn poll_transmit(&mut self) -> Option<Datagram> {
-        self.client
-            .poll_transmit()
-            .and_then(|t| Datagram::from_transmit(&t))
-    }
-
-    fn poll_timeout(&self) -> Option<Instant> {
-        self.client.poll_timeout().map(|t| t.at)
-    }
-
-    fn handle_timeout(&mut self, now: Instant) {
-        self.client.handle_timeout(now);
-        self.collect();
-    }
-}
+type ClientEndpoint = MachineEndpoint<TurnClient>;
 
 struct Outcome {
     events: [Vec<TurnClientEvent>; 2],
@@ -110,29 +71,24 @@ fn run(seed: u64) -> Outcome {
         let local = SocketAddr::new(ip, net.free_port(host, ip).unwrap());
         let config = TurnClientConfig::udp(server_addr, local, user, pass);
         let client = TurnClient::new(config, Rng::seed_from_u64(seed * 10 + i as u64));
-        net.attach(
-            host,
-            ClientEndpoint {
-                client,
-                events: Vec::new(),
-            },
-        )
-        .unwrap();
+        net.attach(host, ClientEndpoint::new(client)).unwrap();
         hosts.push(host);
     }
     for &h in &hosts {
-        net.with_endpoint::<ClientEndpoint, _>(h, |e, now| e.client.allocate(now))
+        net.with_endpoint::<ClientEndpoint, _>(h, |e, now| e.machine_mut().allocate(now))
             .unwrap()
             .unwrap();
     }
     net.run_for(Duration::from_secs(1), 10_000);
     let relays = [0, 1]
-        .map(|i| relayed(&endpoint(&net, hosts[i]).events).expect("allocated within a second"));
+        .map(|i| relayed(endpoint(&net, hosts[i]).events()).expect("allocated within a second"));
     for i in 0..2 {
         let peer = relays[1 - i];
-        net.with_endpoint::<ClientEndpoint, _>(hosts[i], |e, now| e.client.bind_channel(now, peer))
-            .unwrap()
-            .unwrap();
+        net.with_endpoint::<ClientEndpoint, _>(hosts[i], |e, now| {
+            e.machine_mut().bind_channel(now, peer)
+        })
+        .unwrap()
+        .unwrap();
     }
     net.run_for(Duration::from_secs(1), 10_000);
     let start = net.now();
@@ -144,11 +100,11 @@ fn run(seed: u64) -> Outcome {
             let msg = format!("{} #{n}", users[i].0).into_bytes();
             let sent = net
                 .with_endpoint::<ClientEndpoint, _>(hosts[i], |e, now| {
-                    e.client.send_to(now, peer, &msg)
+                    e.machine_mut().send_to(now, peer, &msg)
                 })
                 .unwrap();
             if let Err(e) = sent {
-                let events = &endpoint(&net, hosts[i]).events;
+                let events = &endpoint(&net, hosts[i]).events();
                 panic!("{} at minute {minutes}: {e}; events {events:?}", users[i].0);
             }
         }
@@ -157,14 +113,14 @@ fn run(seed: u64) -> Outcome {
     let server = net.turn_server(turn).unwrap();
     let live_allocations_before_close = server.allocation_count();
     for &h in &hosts {
-        net.with_endpoint::<ClientEndpoint, _>(h, |e, now| e.client.close(now))
+        net.with_endpoint::<ClientEndpoint, _>(h, |e, now| e.machine_mut().close(now))
             .unwrap();
     }
     net.run_for(Duration::from_secs(1), 10_000);
     let live_allocations_after_close = net.turn_server(turn).unwrap().allocation_count();
     Outcome {
-        events: [0, 1].map(|i| endpoint(&net, hosts[i]).events.clone()),
-        stats: [0, 1].map(|i| endpoint(&net, hosts[i]).client.stats()),
+        events: [0, 1].map(|i| endpoint(&net, hosts[i]).events().to_vec()),
+        stats: [0, 1].map(|i| endpoint(&net, hosts[i]).machine().stats()),
         relays,
         live_allocations_before_close,
         live_allocations_after_close,
