@@ -14,6 +14,7 @@ pub mod identity;
 pub mod machine;
 pub mod mqtt;
 pub mod nat;
+pub mod negotiate;
 pub mod portmap;
 pub mod punch;
 pub mod rng;
