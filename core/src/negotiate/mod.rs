@@ -1,6 +1,23 @@
 //! The connection negotiator (issue 7): which strategies can work for two nodes, in what
 //! order, and the sans-IO machine that runs them with fallback.
+//!
+//! * [`strategy`] — the five ways to connect and their names.
+//! * [`plan`] — the oracle: what can work for two NAT types, and why the rest cannot.
+//! * [`message`] — the signaling messages both sides exchange.
+//! * [`handshake`] — the signed HELLO that authenticates every new connection.
+//! * [`io`] — the actions and inputs between the negotiator and its driver.
+//! * [`pipe`] — what a negotiation yields: a reliable byte stream.
 
+pub mod handshake;
+pub mod io;
+pub mod message;
+pub mod pipe;
+pub mod plan;
 pub mod strategy;
 
+pub use handshake::{HELLO_LEN, HandshakeError, Role, route_tcp};
+pub use io::{Action, TcpEvent, TcpId};
+pub use message::{AttemptId, SIGNAL_KIND, route_signal};
+pub use pipe::{DatagramPipe, Pipe};
+pub use plan::{Plan, Side, expected, plan};
 pub use strategy::{Strategy, UnknownStrategy};
