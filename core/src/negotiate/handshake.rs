@@ -9,8 +9,8 @@
 //! The signature binds the attempt id (random, shared only over the sealed signaling
 //! channel), both long-term keys and the sender's role: a HELLO from another attempt, for
 //! another pair of nodes, signed by anyone but the expected peer, or reflected back at its
-//! sender (wrong role) is refused. The driver uses [`route_tcp`] on an accepted
-//! connection's first bytes to find the attempt it belongs to.
+//! sender (wrong role) is refused. On TCP a [`route_preamble`] comes first, so the accepting
+//! driver can find the attempt a connection belongs to ([`route_tcp`]).
 
 use super::message::AttemptId;
 use crate::identity::{Identity, PUBLIC_KEY_LEN, PublicKey, SIGNATURE_LEN};
@@ -137,22 +137,44 @@ fn hello_head(
     out
 }
 
-/// For a driver routing an accepted TCP connection: the attempt named by its first bytes.
-/// `Ok(None)` means more bytes are needed (read at most [`HELLO_LEN`]); an error means the
-/// connection is not a p2pd handshake and should be closed.
+const ROUTE_MAGIC: &[u8; 4] = b"P2PR";
+/// The length of the routing preamble every TCP path starts with.
+pub const ROUTE_LEN: usize = 14;
+
+/// The preamble both ends write first on every TCP connection of `attempt`: it lets the
+/// accepting driver find the negotiator the connection belongs to before anyone speaks
+/// the (signed) HELLO. It proves nothing; the HELLO does.
+///
+/// ```text
+/// "P2PR" | version (1) = 1 | reserved (1) = 0 | attempt id (8)
+/// ```
+pub fn route_preamble(attempt: AttemptId) -> [u8; ROUTE_LEN] {
+    let mut out = [0u8; ROUTE_LEN];
+    out[..4].copy_from_slice(ROUTE_MAGIC);
+    out[4] = VERSION;
+    out[6..].copy_from_slice(&attempt.0.to_be_bytes());
+    out
+}
+
+/// For a driver routing an accepted TCP connection: the attempt named by its first bytes
+/// (the preamble). `Ok(None)` means more bytes are needed (read at most [`ROUTE_LEN`]);
+/// an error means the connection is not a p2pd path and should be closed.
 pub fn route_tcp(first: &[u8]) -> Result<Option<AttemptId>, HandshakeError> {
     let n = first.len().min(4);
-    if first[..n] != MAGIC[..n] {
+    if first[..n] != ROUTE_MAGIC[..n] {
         return Err(HandshakeError::NotHello);
     }
     if first.len() > 4 && first[4] != VERSION {
         return Err(HandshakeError::Version(first[4]));
     }
-    if first.len() < 14 {
+    if first.len() > 5 && first[5] != 0 {
+        return Err(HandshakeError::NotHello);
+    }
+    if first.len() < ROUTE_LEN {
         return Ok(None);
     }
     let mut a = [0u8; 8];
-    a.copy_from_slice(&first[6..14]);
+    a.copy_from_slice(&first[6..ROUTE_LEN]);
     Ok(Some(AttemptId(u64::from_be_bytes(a))))
 }
 
@@ -171,8 +193,10 @@ mod tests {
         let t = AttemptId(77);
         let h = hello(&a, Role::Initiator, t, &ka, &kb);
         assert_eq!(verify(&h, Role::Initiator, t, &ka, &kb), Ok(()));
-        assert_eq!(route_tcp(&h[..20]), Ok(Some(t)));
-        assert_eq!(route_tcp(&h[..3]), Ok(None));
+        let r = route_preamble(t);
+        assert_eq!(route_tcp(&r), Ok(Some(t)));
+        assert_eq!(route_tcp(&r[..3]), Ok(None));
+        assert_eq!(route_tcp(&h), Err(HandshakeError::NotHello));
         assert_eq!(route_tcp(b"GET / HTTP/1.1"), Err(HandshakeError::NotHello));
         // Another attempt, another pair, reflected role.
         assert_eq!(

@@ -6,18 +6,23 @@
 //! * [`message`] — the signaling messages both sides exchange.
 //! * [`handshake`] — the signed HELLO that authenticates every new connection.
 //! * [`io`] — the actions and inputs between the negotiator and its driver.
+//! * [`negotiator`] — the machine: strategies in order, with fallback.
 //! * [`pipe`] — what a negotiation yields: a reliable byte stream.
 
 pub mod handshake;
 pub mod io;
 pub mod message;
+pub mod negotiator;
 pub mod pipe;
 pub mod plan;
 pub mod strategy;
 
-pub use handshake::{HELLO_LEN, HandshakeError, Role, route_tcp};
+pub use handshake::{HELLO_LEN, HandshakeError, ROUTE_LEN, Role, route_preamble, route_tcp};
 pub use io::{Action, TcpEvent, TcpId};
 pub use message::{AttemptId, SIGNAL_KIND, route_signal};
+pub use negotiator::{
+    NegotiateError, NegotiationEvent, Negotiator, NegotiatorConfig, Timeouts, TurnSpec,
+};
 pub use pipe::{DatagramPipe, Pipe};
 pub use plan::{Plan, Side, expected, plan};
 pub use strategy::{Strategy, UnknownStrategy};
