@@ -8,6 +8,7 @@
 mod addr;
 mod mqtt;
 mod nat;
+mod negotiate;
 mod portmap;
 mod punch;
 mod signal;
