@@ -41,6 +41,22 @@ pub enum Command {
 pub enum SimCommand {
     /// Classify every one of the 35 NAT configurations (7 types × 5 port allocations).
     Classify(SimClassifyArgs),
+    /// Connect every pair of the 23 distinguishable NAT configurations through the real
+    /// negotiator and compare each outcome with the oracle.
+    Matrix(SimMatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimMatrixArgs {
+    /// Packet loss on each NAT's uplink, each way (0.1 = 10 %).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// The seed (each pair derives its own from it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON: one object per pair with a, b, connected, strategy, virtual_ms, expected.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
             cli::Command::TurnServer(args) => turn_cmd::server(args).await,
             cli::Command::Portmap(cmd) => portmap_cmd::run(cmd).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
+            cli::Command::Sim(cli::SimCommand::Matrix(args)) => sim_cmd::matrix(args),
         }
     });
     match result {
