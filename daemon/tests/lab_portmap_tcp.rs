@@ -376,3 +376,82 @@ fn ipv6_pinhole_lets_an_inbound_connection_through_the_firewall() {
         |port| SocketAddr::new(IpAddr::V6(host6), port),
     );
 }
+
+/// The API a node uses, `PortMapper::keep`, with PCP and NAT-PMP silenced on the router:
+/// it falls through PCP → NAT-PMP → UPnP, renews a 4 s lease, reports every renewal, and
+/// deletes the mapping on `shutdown`.
+#[test]
+fn keep_api_falls_back_to_upnp_renews_and_deletes_on_shutdown() {
+    use p2pd_core::portmap::client::{PortMapEvent, Via};
+    use p2pd_core::portmap::natpmp::MapProtocol;
+    use p2pd_tokio::Tokio;
+    use p2pd_tokio::portmap::{MapWanted, PortMapper};
+
+    p2pd_lab::require!(ALL_TOOLS);
+    let lab = Lab::one_lan(RouterKind::HOME).expect("build lab");
+    lab.start_miniupnpd(0).expect("miniupnpd");
+    let r = lab.router(0).ns();
+    for cmd in [
+        "add table inet p2ptest",
+        "add chain inet p2ptest in { type filter hook input priority -10 ; }",
+        "add rule inet p2ptest in udp dport 5351 drop",
+    ] {
+        let out = r.run(&["nft", cmd], Duration::from_secs(5)).expect("nft");
+        assert!(out.status.success(), "{}", out.combined());
+    }
+    let wan = IpAddr::V4(lab.router(0).wan_addr());
+    let gw = IpAddr::V4(lab.router(0).lan_gateway());
+    let port = 41300u16;
+    let _l = listen(
+        lab.host(0).ns(),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+    );
+    let (first, renewals, reachable, confirmed) = lab
+        .host(0)
+        .ns()
+        .enter(|| {
+            // Worker threads keep renewing while this thread blocks in `connects`.
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("tokio");
+            rt.block_on(async {
+                let mut rng = p2pd_tokio::rng::os_rng().expect("rng");
+                let want = MapWanted::new(gw, MapProtocol::Tcp, port, 4);
+                let kept = PortMapper::keep(&Tokio, want, &mut rng)
+                    .await
+                    .expect("keep");
+                let first = kept.first();
+                tokio::time::sleep(Duration::from_secs(10)).await;
+                let mut renewals = 0;
+                while let Ok(ev) = kept.events().try_recv() {
+                    if matches!(ev, PortMapEvent::Mapped(_)) {
+                        renewals += 1;
+                    }
+                }
+                let reachable = kept
+                    .current()
+                    .map(|m| m.external)
+                    .filter(|ext| connects(&lab, *ext, Duration::from_secs(3)));
+                let confirmed = kept.shutdown().await;
+                (first, renewals, reachable, confirmed)
+            })
+        })
+        .expect("enter host");
+    eprintln!("first {first:?}, {renewals} renewals, confirmed {confirmed}");
+    assert_eq!(first.protocol_used, Via::Upnp);
+    assert_eq!(first.external, SocketAddr::new(wan, port));
+    assert_eq!(first.lease, Duration::from_secs(4));
+    assert!(renewals >= 3, "{renewals} renewals in 10 s of a 4 s lease");
+    assert_eq!(
+        reachable,
+        Some(first.external),
+        "after 2.5 leases the kept mapping must still let TCP in"
+    );
+    assert!(confirmed);
+    assert!(
+        !connects(&lab, first.external, Duration::from_millis(700)),
+        "mapping still open after shutdown"
+    );
+}
