@@ -43,12 +43,18 @@ fn http_response_parse() {
         if let Ok(Some(r)) = &open {
             assert!(r.body.len() <= MAX_BODY_LEN);
             assert!((100..=999).contains(&r.status));
-            assert_eq!(&closed, &open, "a complete response is complete when closed too");
+            assert_eq!(
+                &closed, &open,
+                "a complete response is complete when closed too"
+            );
         }
         if let Ok(Some(r)) = &closed {
             assert!(r.body.len() <= MAX_BODY_LEN);
         }
-        assert!(!matches!(closed, Ok(None)), "closed gives a response or an error");
+        assert!(
+            !matches!(closed, Ok(None)),
+            "closed gives a response or an error"
+        );
     });
 }
 
@@ -98,7 +104,9 @@ fn xml_soap_parse() {
             protocol: MapProtocol::Tcp,
         },
         Action::AddPinhole {
-            internal_client: "2001:db8::2".parse().unwrap_or(std::net::Ipv6Addr::LOCALHOST),
+            internal_client: "2001:db8::2"
+                .parse()
+                .unwrap_or(std::net::Ipv6Addr::LOCALHOST),
             internal_port: 1,
             protocol: MapProtocol::Tcp,
             lease: 60,

@@ -264,13 +264,14 @@ impl Lab {
             )));
         }
         self.start_coturn()?;
-        let lan6 = if ipv6 {
-            Some(r.lan_gateway6().ok_or_else(|| {
-                LabError::Invalid(format!("router {i} has no IPv6 LAN address"))
-            })?)
-        } else {
-            None
-        };
+        let lan6 =
+            if ipv6 {
+                Some(r.lan_gateway6().ok_or_else(|| {
+                    LabError::Invalid(format!("router {i} has no IPv6 LAN address"))
+                })?)
+            } else {
+                None
+            };
         if !lock(&self.services).skeleton.contains(&i) {
             let skeleton = if ipv6 {
                 MINIUPNPD_SKELETON_IPV6_FIREWALL

@@ -18,11 +18,11 @@ use p2pd_core::portmap::pcp::Nonce;
 use p2pd_core::portmap::upnp::client::{Existing, UpnpConfig};
 use p2pd_core::rng::Rng;
 
-use crate::{AsyncUdpSocket, Runtime};
 use crate::net::{bind_udp, route_local_ip};
 use crate::socket_set::SocketSet;
 use crate::timer::until;
 use crate::upnp::{UpnpDriver, ssdp_destinations};
+use crate::{AsyncUdpSocket, Runtime};
 
 /// The default IPv4 gateway from a `/proc/net/route` table (the first `00000000`
 /// destination with the gateway flag), or `None`.
@@ -96,9 +96,9 @@ pub const DEFAULT_ORDER: [Via; 3] = [Via::Pcp, Via::NatPmp, Via::Upnp];
 enum Engine<R: Runtime> {
     Pmp {
         set: SocketSet<R::UdpSocket>,
-        client: PortMapClient,
+        client: Box<PortMapClient>,
     },
-    Upnp(UpnpDriver<R>),
+    Upnp(Box<UpnpDriver<R>>),
 }
 
 /// A port mapping being kept: the machine of the protocol that worked and its sockets.
@@ -176,7 +176,7 @@ impl<R: Runtime> PortMapper<R> {
         );
         config.order = order;
         config.nonce = want.nonce;
-        let client = PortMapClient::new(config, rng, rt.now());
+        let client = Box::new(PortMapClient::new(config, rng, rt.now()));
         let me = Self {
             engine: Engine::Pmp {
                 set: SocketSet::new(vec![(local, socket)]),
@@ -199,7 +199,7 @@ impl<R: Runtime> PortMapper<R> {
         config.gateway = Some(want.gateway).filter(|g| g.is_ipv4() && local_ip.is_ipv4());
         config.existing = want.upnp_existing;
         let me = Self {
-            engine: Engine::Upnp(UpnpDriver::start(rt, config)?),
+            engine: Engine::Upnp(Box::new(UpnpDriver::start(rt, config)?)),
         };
         if want.upnp_existing.is_some() {
             // Delete-only: report as if mapped so `remove` can finish the job.
@@ -264,7 +264,7 @@ impl<R: Runtime> PortMapper<R> {
         };
         loop {
             client.handle_timeout(rt.now());
-            while let Some(t) = Machine::poll_transmit(client) {
+            while let Some(t) = Machine::poll_transmit(client.as_mut()) {
                 let _ = set.send(t.source, t.destination, t.contents).await;
             }
             if let Some(e) = client.poll_event() {
@@ -336,10 +336,8 @@ impl<R: Runtime> PortMapper<R> {
                         if let Ok(mut g) = shared.lock() {
                             *g = now_mapped;
                         }
-                        let end = matches!(
-                            ev,
-                            PortMapEvent::Failed(_) | PortMapEvent::Removed { .. }
-                        );
+                        let end =
+                            matches!(ev, PortMapEvent::Failed(_) | PortMapEvent::Removed { .. });
                         // A full or closed channel must not stall renewals.
                         let _ = ev_tx.try_send(ev);
                         if end {

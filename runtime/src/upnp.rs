@@ -168,11 +168,12 @@ impl<R: Runtime> UpnpDriver<R> {
                     Some(Ok(n)) => self.client.handle_tcp_data(rt.now(), id, &tcp_buf[..n]),
                     None => {}
                 }
-            } else if let Some(r) = until(rt, wake, self.udp.recv_from(&mut udp_buf)).await {
-                if let Ok((n, from)) = r {
-                    let local = self.udp.local_addr()?;
-                    self.client.handle_input(rt.now(), from, local, &udp_buf[..n]);
-                }
+            } else if let Some(Ok((n, from))) =
+                until(rt, wake, self.udp.recv_from(&mut udp_buf)).await
+            {
+                let local = self.udp.local_addr()?;
+                self.client
+                    .handle_input(rt.now(), from, local, &udp_buf[..n]);
             }
         }
     }
