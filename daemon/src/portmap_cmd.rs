@@ -343,17 +343,21 @@ async fn remove(r: RemoveArgs) -> Result<()> {
     want.order = vec![via];
     want.nonce = nonce;
     want.local = e.local;
-    if via == Via::Upnp {
-        want.upnp_existing = Some(match e.pinhole_id {
+    let confirmed = if via == Via::Upnp {
+        let existing = match e.pinhole_id {
             Some(id) => Existing::Pinhole { id },
             None => Existing::PortMapping {
                 external_port: e.external.port(),
             },
-        });
-    }
-    let confirmed = match PortMapper::map(&rt, want, &mut rng).await {
-        Ok((mapper, _)) => mapper.remove(&rt).await?,
-        Err(err) => return Err(format!("cannot reach the gateway to delete: {err}").into()),
+        };
+        PortMapper::delete_upnp(&rt, &want, existing)
+            .await
+            .map_err(|err| format!("cannot delete via UPnP: {err}"))?
+    } else {
+        match PortMapper::map(&rt, want, &mut rng).await {
+            Ok((mapper, _)) => mapper.remove(&rt).await?,
+            Err(err) => return Err(format!("cannot reach the gateway to delete: {err}").into()),
+        }
     };
     forget(r.port, r.protocol)?;
     if r.json {

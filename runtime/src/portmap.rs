@@ -67,9 +67,6 @@ pub struct MapWanted {
     /// The host address to map (default: the address that routes to the gateway). An
     /// IPv6 address asks for a UPnP IPv6 pinhole to it (`order` is then UPnP only).
     pub local: Option<IpAddr>,
-    /// Delete this earlier UPnP mapping or pinhole (`p2pd portmap remove`) instead of
-    /// making one.
-    pub upnp_existing: Option<Existing>,
 }
 
 impl MapWanted {
@@ -84,7 +81,6 @@ impl MapWanted {
             order: Vec::new(),
             nonce: None,
             local: None,
-            upnp_existing: None,
         }
     }
 }
@@ -126,7 +122,7 @@ impl<R: Runtime> PortMapper<R> {
         } else {
             want.order.clone()
         };
-        if local_ip.is_ipv6() || want.upnp_existing.is_some() {
+        if local_ip.is_ipv6() {
             // PCP/NAT-PMP here map IPv4 only; an IPv6 host gets a UPnP pinhole.
             order.retain(|v| *v == Via::Upnp);
             if order.is_empty() {
@@ -186,7 +182,7 @@ impl<R: Runtime> PortMapper<R> {
         me.until_mapped(rt).await
     }
 
-    async fn map_upnp(rt: &R, want: &MapWanted, local_ip: IpAddr) -> io::Result<(Self, Mapping)> {
+    fn upnp_config(want: &MapWanted, local_ip: IpAddr) -> UpnpConfig {
         let mut config = UpnpConfig::new(
             SocketAddr::new(local_ip, 0),
             want.protocol,
@@ -197,21 +193,39 @@ impl<R: Runtime> PortMapper<R> {
         // An IPv4 answer must come from the gateway; IPv6 gateways answer from whichever
         // of their addresses they like.
         config.gateway = Some(want.gateway).filter(|g| g.is_ipv4() && local_ip.is_ipv4());
-        config.existing = want.upnp_existing;
+        config
+    }
+
+    async fn map_upnp(rt: &R, want: &MapWanted, local_ip: IpAddr) -> io::Result<(Self, Mapping)> {
+        let config = Self::upnp_config(want, local_ip);
         let me = Self {
             engine: Engine::Upnp(Box::new(UpnpDriver::start(rt, config)?)),
         };
-        if want.upnp_existing.is_some() {
-            // Delete-only: report as if mapped so `remove` can finish the job.
-            let placeholder = Mapping {
-                protocol_used: Via::Upnp,
-                external: SocketAddr::new(local_ip, want.internal_port),
-                lease: std::time::Duration::ZERO,
-                expires: rt.now(),
-            };
-            return Ok((me, placeholder));
-        }
         me.until_mapped(rt).await
+    }
+
+    /// Delete a UPnP mapping or pinhole that an earlier process made (found again by
+    /// SSDP; deleted by external port or pinhole id): `want` names the gateway, protocol,
+    /// port and (for a pinhole) the IPv6 `local` address. `Ok(true)` when the gateway
+    /// confirmed.
+    pub async fn delete_upnp(rt: &R, want: &MapWanted, existing: Existing) -> io::Result<bool> {
+        let local_ip = match want.local {
+            Some(ip) => ip,
+            None => route_local_ip(SocketAddr::new(want.gateway, NATPMP_SERVER_PORT))?,
+        };
+        let mut config = Self::upnp_config(want, local_ip);
+        config.existing = Some(existing);
+        let mut me = Self {
+            engine: Engine::Upnp(Box::new(UpnpDriver::start(rt, config)?)),
+        };
+        loop {
+            match me.next_event(rt, None).await? {
+                Some(PortMapEvent::Removed { confirmed }) => return Ok(confirmed),
+                Some(PortMapEvent::Failed(e)) => return Err(failed(e)),
+                Some(_) => {}
+                None => return Ok(false),
+            }
+        }
     }
 
     async fn until_mapped(mut self, rt: &R) -> io::Result<(Self, Mapping)> {
