@@ -352,8 +352,8 @@ impl<R: Runtime> PortMapper<R> {
                         }
                         let end =
                             matches!(ev, PortMapEvent::Failed(_) | PortMapEvent::Removed { .. });
-                        // A full or closed channel must not stall renewals.
-                        let _ = ev_tx.try_send(ev);
+                        // A full channel drops its oldest event: renewals never stall.
+                        let _ = ev_tx.force_send(ev);
                         if end {
                             let _ = done_tx.try_send(false);
                             return;
@@ -373,7 +373,7 @@ impl<R: Runtime> PortMapper<R> {
             if let Ok(mut g) = shared.lock() {
                 *g = None;
             }
-            let _ = ev_tx.try_send(PortMapEvent::Removed { confirmed });
+            let _ = ev_tx.force_send(PortMapEvent::Removed { confirmed });
             let _ = done_tx.try_send(confirmed);
         });
         Ok(KeptMapping {
