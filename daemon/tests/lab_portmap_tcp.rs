@@ -455,3 +455,52 @@ fn keep_api_falls_back_to_upnp_renews_and_deletes_on_shutdown() {
         "mapping still open after shutdown"
     );
 }
+
+/// Two hosts behind one router ask UPnP for the same port: miniupnpd refuses the second
+/// with 718 ConflictInMappingEntry, and p2pd moves on to the next external port, which
+/// reaches the second host.
+#[test]
+fn upnp_conflict_moves_to_the_next_external_port() {
+    p2pd_lab::require!(ALL_TOOLS);
+    let lab = Lab::one_lan(RouterKind::HOME).expect("build lab");
+    lab.start_miniupnpd(0).expect("miniupnpd");
+    let wan = IpAddr::V4(lab.router(0).wan_addr());
+    let port = 41400u16;
+    let args = [
+        "add",
+        "41400",
+        "--protocol",
+        "tcp",
+        "--via",
+        "upnp",
+        "--lease",
+        "600",
+        "--json",
+    ];
+    let env = format!("P2PD_HOME={}", tempdir("conflict1"));
+    let mut argv = vec!["env", &env, BIN, "portmap"];
+    argv.extend_from_slice(&args);
+    let first = lab
+        .host(1)
+        .run(&argv, Duration::from_secs(60))
+        .expect("run p2pd on host 1");
+    assert!(first.status.success(), "{}", first.combined());
+    assert_eq!(
+        json(&first)["external"],
+        SocketAddr::new(wan, port).to_string()
+    );
+    let _l = listen(
+        lab.host(0).ns(),
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port),
+    );
+    let second = p2pd(&lab, &tempdir("conflict0"), &args);
+    assert!(second.status.success(), "{}", second.combined());
+    let v = json(&second);
+    eprintln!("second host: {v}");
+    let external: SocketAddr = v["external"].as_str().expect("external").parse().unwrap();
+    assert_eq!(external, SocketAddr::new(wan, port + 1), "{v}");
+    assert!(
+        connects(&lab, external, Duration::from_secs(3)),
+        "no TCP connection to the second host at {external}"
+    );
+}

@@ -26,6 +26,9 @@ use crate::portmap::natpmp::MapProtocol;
 use crate::time::Timeout;
 use crate::transmit::{Transmit, Transport};
 
+/// External ports tried after the first one answers 718 ConflictInMappingEntry.
+pub const MAX_CONFLICTS: u32 = 3;
+
 /// Identifies one TCP connection the client asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnId(pub u64);
@@ -197,6 +200,9 @@ pub struct UpnpClient {
     deleting: bool,
     add_sent: bool,
     permanent_only: bool,
+    /// The external port asked for (the internal port, then the next ones on conflicts).
+    external_port: u16,
+    conflicts: u32,
     renew_at: Option<Instant>,
     exchange: Option<Exchange>,
     next_conn: u64,
@@ -226,6 +232,8 @@ impl UpnpClient {
             deleting: false,
             add_sent: false,
             permanent_only: false,
+            external_port: 0,
+            conflicts: 0,
             renew_at: None,
             exchange: None,
             next_conn: 0,
@@ -235,6 +243,7 @@ impl UpnpClient {
             events: VecDeque::new(),
         };
         c.config.lease = c.config.lease.max(1);
+        c.external_port = c.config.internal_port;
         if let Some(e) = c.config.existing {
             c.deleting = true;
             if let Existing::Pinhole { id } = e {
@@ -328,7 +337,7 @@ impl UpnpClient {
                     Some(Existing::PortMapping { external_port }) => external_port,
                     _ => self
                         .mapping
-                        .map_or(self.config.internal_port, |m| m.external.port()),
+                        .map_or(self.external_port, |m| m.external.port()),
                 },
                 protocol: self.config.protocol,
             },
@@ -357,7 +366,7 @@ impl UpnpClient {
             Action::AddPortMapping {
                 external_port: self
                     .mapping
-                    .map_or(self.config.internal_port, |m| m.external.port()),
+                    .map_or(self.external_port, |m| m.external.port()),
                 protocol: self.config.protocol,
                 internal_port: self.config.internal_port,
                 internal_client: self.config.local.ip(),
@@ -645,6 +654,21 @@ impl UpnpClient {
                 // OnlyPermanentLeasesSupported (IGD 1): a lease of 0, still renewed and
                 // deleted by this client.
                 self.permanent_only = true;
+                self.call_add(now);
+            }
+            (Action::AddPortMapping { external_port, .. }, Err(e))
+                if e.code() == Some(718)
+                    && self.mapping.is_none()
+                    && self.conflicts < MAX_CONFLICTS =>
+            {
+                // ConflictInMappingEntry: another host holds this external port; try
+                // the next one (bounded).
+                self.conflicts += 1;
+                self.add_sent = false;
+                self.external_port = match external_port.max(1023) {
+                    u16::MAX => 1024,
+                    p => p + 1,
+                };
                 self.call_add(now);
             }
             (Action::AddPinhole { .. }, Ok(ActionResponse::PinholeId(id))) => {

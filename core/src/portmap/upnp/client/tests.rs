@@ -341,11 +341,24 @@ fn hostile_answers_give_errors_only() {
             &[("NewExternalIPAddress", "198.51.100.2")],
         )),
     );
-    serve(
-        &mut c,
-        t0,
-        &http_500(&soap::emit_fault(718, "ConflictInMappingEntry")),
-    );
+    // A conflict moves to the next external port, at most MAX_CONFLICTS times.
+    let mut ports = Vec::new();
+    for _ in 0..=MAX_CONFLICTS {
+        let req = serve(
+            &mut c,
+            t0,
+            &http_500(&soap::emit_fault(718, "ConflictInMappingEntry")),
+        );
+        let s = String::from_utf8_lossy(&req).into_owned();
+        let port = s
+            .split("<NewExternalPort>")
+            .nth(1)
+            .and_then(|r| r.split('<').next())
+            .unwrap()
+            .to_string();
+        ports.push(port);
+    }
+    assert_eq!(ports, ["40000", "40001", "40002", "40003"]);
     let ev = events(&mut c);
     let [PortMapEvent::Failed(e)] = &ev[..] else {
         panic!("{ev:?}")
