@@ -52,6 +52,27 @@ pub fn ssdp_destinations(local: IpAddr, gateway: Option<IpAddr>) -> Vec<SocketAd
     out
 }
 
+/// The (local, remote) pair to connect: a link-local IPv6 gateway URL carries no zone, so
+/// the scope comes from the interface holding `local_ip` and the kernel picks the
+/// link-local source; anything else connects from `local_ip`.
+fn link_local_fix(local_ip: IpAddr, remote: SocketAddr) -> (SocketAddr, SocketAddr) {
+    match remote {
+        SocketAddr::V6(r) if r.ip().is_unicast_link_local() && r.scope_id() == 0 => {
+            let scope = scope_of(local_ip).unwrap_or(0);
+            (
+                SocketAddr::V6(SocketAddrV6::new(
+                    std::net::Ipv6Addr::UNSPECIFIED,
+                    0,
+                    0,
+                    scope,
+                )),
+                SocketAddr::V6(SocketAddrV6::new(*r.ip(), r.port(), 0, scope)),
+            )
+        }
+        _ => (SocketAddr::new(local_ip, 0), remote),
+    }
+}
+
 /// One UPnP mapping or pinhole being kept: the client, its SSDP socket and its HTTP
 /// connection.
 #[derive(Debug)]
@@ -100,7 +121,7 @@ impl<R: Runtime> UpnpDriver<R> {
                         .poll_timeout()
                         .map_or(rt.now(), |t| t.at)
                         .max(rt.now());
-                    let local = SocketAddr::new(self.local_ip, 0);
+                    let (local, remote) = link_local_fix(self.local_ip, remote);
                     match until(rt, deadline, connect_tcp(rt, local, remote, false)).await {
                         Some(Ok(stream)) => {
                             self.conn = Some((conn, stream));
