@@ -17,3 +17,4 @@ mod stun;
 mod turn;
 mod turn_client;
 mod turn_server;
+mod upnp;

@@ -25,5 +25,6 @@ pub mod task;
 pub mod timer;
 pub mod turn;
 pub mod turn_server;
+pub mod upnp;
 
 pub use runtime::{AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime};
