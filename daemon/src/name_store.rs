@@ -162,7 +162,7 @@ mod tests {
     use p2pd_core::nat::{Delta, DeltaKind, NatType};
     use p2pd_core::rng::Rng;
 
-    fn addr(id: &Identity) -> NodeAddr {
+    pub(super) fn addr(id: &Identity) -> NodeAddr {
         let r = Route {
             external: "203.0.113.1".parse().unwrap(),
             internal: "10.0.0.1".parse().unwrap(),
@@ -218,6 +218,42 @@ mod tests {
         assert!(s.written_before(3, 10).unwrap().is_empty());
         s.remove(&n).unwrap();
         assert!(s.is_empty().unwrap());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use p2pd_core::identity::Identity;
+    use p2pd_core::names::SignedWrite;
+    use p2pd_core::rng::Rng;
+
+    /// `cargo test -p p2pd --release name_store::bench -- --ignored --nocapture`
+    #[test]
+    #[ignore]
+    fn durable_put_latency() {
+        let dir = std::env::temp_dir().join(format!("p2pd-redb-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut s = RedbStore::open(&dir.join("b.redb")).unwrap();
+        let id = Identity::generate(&mut Rng::seed_from_u64(1));
+        let addr = super::tests::addr(&id);
+        let n = 200;
+        let t = std::time::Instant::now();
+        for i in 0..n {
+            let name = Name::parse(&format!("bench-{}", i % 50)).unwrap();
+            s.put(StoredName {
+                write: SignedWrite::sign(&id, name, Some(addr.clone()), i),
+                holder: Holder::V4([127, 0, 0, 1]),
+                written_at_ms: i,
+            })
+            .unwrap();
+        }
+        let e = t.elapsed();
+        eprintln!(
+            "{n} durable puts in {e:?}: {:.2} ms each",
+            e.as_secs_f64() * 1000.0 / n as f64
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
