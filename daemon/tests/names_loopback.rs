@@ -376,3 +376,80 @@ fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// The node's side: `NameKeeper` registers its names on start and again at once when the
+/// address changes; `resolve` (what `connect NAME` uses) finds the new address.
+#[test]
+fn name_keeper_registers_and_follows_address_changes() {
+    use p2pd_core::names::{RegistrarConfig, RegistrarEvent};
+    use p2pd_tokio::Tokio;
+    use p2pd_tokio::names::{NameKeeper, ResolveError, resolve};
+
+    let dir = temp_dir("keeper");
+    let server = start(&dir.join("names.redb"), &["--rate-burst", "10000"]);
+    let servers = [server.addr];
+    let id = Identity::generate(&mut Rng::seed_from_u64(9));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let rt = Tokio;
+        let names = vec![
+            Name::parse("keeper-one").unwrap(),
+            Name::parse("keeper-two").unwrap(),
+        ];
+        let mut keeper = NameKeeper::new(
+            &rt,
+            id.clone(),
+            addr_of(&id, 1),
+            &servers,
+            names.clone(),
+            RegistrarConfig::default(),
+            Rng::seed_from_u64(1),
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut registered = std::collections::BTreeSet::new();
+        while registered.len() < 2 {
+            match keeper.next_event(&rt, Some(deadline)).await.unwrap() {
+                Some(RegistrarEvent::Registered { name, accepted, .. }) => {
+                    assert_eq!(accepted, servers);
+                    registered.insert(name);
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        let mut rng = Rng::seed_from_u64(3);
+        assert_eq!(
+            resolve(&rt, &names[0], &servers, &mut rng).await.unwrap(),
+            addr_of(&id, 1)
+        );
+
+        keeper.set_address(&rt, addr_of(&id, 2));
+        let mut again = 0;
+        while again < 2 {
+            match keeper.next_event(&rt, Some(deadline)).await.unwrap() {
+                Some(RegistrarEvent::Registered { .. }) => again += 1,
+                other => panic!("{other:?}"),
+            }
+        }
+        for n in &names {
+            assert_eq!(
+                resolve(&rt, n, &servers, &mut rng).await.unwrap(),
+                addr_of(&id, 2)
+            );
+        }
+        let missing = Name::parse("nobody-here").unwrap();
+        assert!(matches!(
+            resolve(&rt, &missing, &servers, &mut rng).await,
+            Err(ResolveError::NotFound { .. })
+        ));
+        assert!(matches!(
+            resolve(&rt, &missing, &[], &mut rng).await,
+            Err(ResolveError::NoServers)
+        ));
+    });
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
