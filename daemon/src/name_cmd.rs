@@ -132,7 +132,13 @@ pub struct DeleteArgs {
 /// Runs `p2pd name …`.
 pub async fn run_cmd(cmd: NameCommand) -> Result<()> {
     match cmd {
-        NameCommand::Register(a) => write(a.name, a.addr, a.flags).await,
+        NameCommand::Register(a) => {
+            // Without --addr this must never fall through to a delete.
+            let addr = a.addr.ok_or(
+                "pass --addr NODEADDR (this node's own address); a running node will supply it itself",
+            )?;
+            write(a.name, Some(addr), a.flags).await
+        }
         NameCommand::Delete(a) => write(a.name, None, a.flags).await.map_err(Into::into),
         NameCommand::Resolve(a) => resolve_cmd(a).await,
     }

@@ -155,6 +155,17 @@ fn register_resolve_steal_delete() {
     assert_eq!(v["addr"], a_addr);
     assert_eq!(v["node_id"], alice.node_id().to_string());
 
+    // `register` without --addr is an error, never a delete.
+    let out = p2pd(&["name", "register", "alice", "--server", &s, "--home", ha]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("pass --addr"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = p2pd(&["name", "resolve", "alice", "--server", &s]);
+    assert_eq!(text(&out.stdout).trim(), a_addr);
+
     // Update (twice in quick succession: the second write still gets a newer timestamp).
     for port in [3333u16, 4444] {
         let new = addr_of(&alice, port).to_string();
