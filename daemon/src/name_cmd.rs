@@ -403,7 +403,7 @@ fn serve(
             .poll_timeout()
             .is_some_and(|t| t.at <= Instant::now())
         {
-            match server.sweep(Instant::now(), unix_ms_now(), &mut store, 10_000) {
+            match server.sweep(Instant::now(), unix_ms_now(), &mut store, 256) {
                 Ok(0) => {}
                 Ok(n) => eprintln!("p2pd name-server: {n} expired names removed"),
                 Err(e) => eprintln!("p2pd name-server: sweep: {e}"),

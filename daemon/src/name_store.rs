@@ -7,9 +7,9 @@
 //! survives the process being killed and the machine losing power; an unacknowledged one
 //! may or may not be there, which the client's retransmission makes harmless.
 //!
-//! Tables: `names` (name → [`StoredName::to_bytes`]) and `holders` (holder key → number of
-//! live names), updated in the same transaction so the per-address counts never drift
-//! from the records.
+//! Tables: `names` (name → [`StoredName::to_bytes`]), `holders` (holder key → number of
+//! live names) and `by_time` (write time ‖ name, for the expiry sweep), updated in the
+//! same transaction so counts and index never drift from the records.
 
 use std::fmt::Display;
 use std::path::Path;
@@ -19,6 +19,11 @@ use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefi
 
 const NAMES: TableDefinition<&str, &[u8]> = TableDefinition::new("names");
 const HOLDERS: TableDefinition<&[u8], u64> = TableDefinition::new("holders");
+const BY_TIME: TableDefinition<&[u8], ()> = TableDefinition::new("by_time");
+
+fn time_key(written_at_ms: u64, name: &Name) -> Vec<u8> {
+    [&written_at_ms.to_be_bytes()[..], name.as_str().as_bytes()].concat()
+}
 
 fn se(e: impl Display) -> StoreError {
     StoreError(e.to_string())
@@ -49,6 +54,7 @@ impl RedbStore {
         tx.set_durability(Durability::Immediate);
         tx.open_table(NAMES).map_err(se)?;
         tx.open_table(HOLDERS).map_err(se)?;
+        tx.open_table(BY_TIME).map_err(se)?;
         tx.commit().map_err(se)?;
         Ok(RedbStore { db })
     }
@@ -58,13 +64,28 @@ impl RedbStore {
     fn change(&mut self, name: &Name, entry: Option<&StoredName>) -> Result<(), StoreError> {
         let mut tx = self.db.begin_write().map_err(se)?;
         tx.set_durability(Durability::Immediate);
+        Self::change_in(&tx, name, entry)?;
+        tx.commit().map_err(se)
+    }
+
+    fn change_in(
+        tx: &redb::WriteTransaction,
+        name: &Name,
+        entry: Option<&StoredName>,
+    ) -> Result<(), StoreError> {
         {
             let mut names = tx.open_table(NAMES).map_err(se)?;
             let mut holders = tx.open_table(HOLDERS).map_err(se)?;
+            let mut by_time = tx.open_table(BY_TIME).map_err(se)?;
             let old = match names.get(name.as_str()).map_err(se)? {
                 Some(v) => Some(StoredName::from_bytes(v.value())?),
                 None => None,
             };
+            if let Some(old) = &old {
+                by_time
+                    .remove(time_key(old.written_at_ms, name).as_slice())
+                    .map_err(se)?;
+            }
             if let Some(old) = old.filter(StoredName::is_live) {
                 let key = old.holder.to_bytes();
                 let n = holders
@@ -82,6 +103,9 @@ impl RedbStore {
                     names
                         .insert(name.as_str(), e.to_bytes().as_slice())
                         .map_err(se)?;
+                    by_time
+                        .insert(time_key(e.written_at_ms, name).as_slice(), ())
+                        .map_err(se)?;
                     if e.is_live() {
                         let key = e.holder.to_bytes();
                         let n = holders
@@ -96,7 +120,7 @@ impl RedbStore {
                 }
             }
         }
-        tx.commit().map_err(se)
+        Ok(())
     }
 }
 
@@ -133,21 +157,29 @@ impl NameStore for RedbStore {
         self.change(name, None)
     }
 
+    fn remove_many(&mut self, names: &[Name]) -> Result<(), StoreError> {
+        let mut tx = self.db.begin_write().map_err(se)?;
+        tx.set_durability(Durability::Immediate);
+        for n in names {
+            Self::change_in(&tx, n, None)?;
+        }
+        tx.commit().map_err(se)
+    }
+
     fn written_before(&self, before_ms: u64, limit: usize) -> Result<Vec<Name>, StoreError> {
         let tx = self.db.begin_read().map_err(se)?;
-        let names = tx.open_table(NAMES).map_err(se)?;
+        let by_time = tx.open_table(BY_TIME).map_err(se)?;
+        let end = before_ms.to_be_bytes();
         let mut out = Vec::new();
-        for item in names.iter().map_err(se)? {
-            if out.len() >= limit {
-                break;
-            }
-            let (_, v) = item.map_err(se)?;
-            // A damaged entry is skipped here; `get` reports it.
-            if let Ok(e) = StoredName::from_bytes(v.value()) {
-                if e.written_at_ms < before_ms {
-                    out.push(e.write.name);
-                }
-            }
+        // Oldest first, at most `limit`: the sweep's cost is bounded whatever the table size.
+        for item in by_time.range(..&end[..]).map_err(se)?.take(limit) {
+            let (k, _) = item.map_err(se)?;
+            let key = k.value();
+            let name = std::str::from_utf8(key.get(8..).unwrap_or_default())
+                .ok()
+                .and_then(|t| Name::parse(t).ok())
+                .ok_or_else(|| StoreError("damaged expiry index entry".into()))?;
+            out.push(name);
         }
         Ok(out)
     }
@@ -216,8 +248,9 @@ mod tests {
         assert_eq!((s.held_by(&h2).unwrap(), s.len().unwrap()), (0, 1));
         assert_eq!(s.written_before(4, 10).unwrap(), vec![n.clone()]);
         assert!(s.written_before(3, 10).unwrap().is_empty());
-        s.remove(&n).unwrap();
+        s.remove_many(std::slice::from_ref(&n)).unwrap();
         assert!(s.is_empty().unwrap());
+        assert!(s.written_before(u64::MAX, 10).unwrap().is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

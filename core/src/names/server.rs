@@ -282,7 +282,9 @@ impl NameServer {
     }
 
     /// Removes up to `limit` expired entries; returns how many. Call it when
-    /// [`poll_timeout`](Self::poll_timeout) says so (and it can be called any time).
+    /// [`poll_timeout`](Self::poll_timeout) says so (and it can be called any time). A
+    /// full batch asks for another sweep at once, so a large backlog is cleared in
+    /// bounded steps between requests.
     pub fn sweep<S: NameStore>(
         &mut self,
         now: Instant,
@@ -294,8 +296,10 @@ impl NameServer {
         let expiry = self.config.expiry.as_millis().min(u128::from(u64::MAX)) as u64;
         let before = unix_ms.saturating_sub(expiry).saturating_add(1);
         let names = store.written_before(before, limit)?;
-        for n in &names {
-            store.remove(n)?;
+        store.remove_many(&names)?;
+        if limit > 0 && names.len() == limit {
+            // More may be left: sweep again soon, between requests.
+            self.next_sweep = now;
         }
         Ok(names.len())
     }

@@ -152,6 +152,10 @@ pub trait NameStore {
     fn put(&mut self, entry: StoredName) -> Result<(), StoreError>;
     /// Removes `name`, durably.
     fn remove(&mut self, name: &Name) -> Result<(), StoreError>;
+    /// Removes every one of `names`, durably (a backend may do it in one transaction).
+    fn remove_many(&mut self, names: &[Name]) -> Result<(), StoreError> {
+        names.iter().try_for_each(|n| self.remove(n))
+    }
     /// Up to `limit` names whose entries were written before `before_ms`.
     fn written_before(&self, before_ms: u64, limit: usize) -> Result<Vec<Name>, StoreError>;
 }
