@@ -139,7 +139,7 @@ pub async fn run_cmd(cmd: NameCommand) -> Result<()> {
             )?;
             write(a.name, Some(addr), a.flags).await
         }
-        NameCommand::Delete(a) => write(a.name, None, a.flags).await.map_err(Into::into),
+        NameCommand::Delete(a) => write(a.name, None, a.flags).await,
         NameCommand::Resolve(a) => resolve_cmd(a).await,
     }
 }
@@ -244,7 +244,14 @@ async fn write(name: Name, addr: Option<String>, flags: ServerFlags) -> Result<(
         }
         None => None,
     };
-    let sign = |ts| SignedWrite::sign(&identity, name.clone(), node_addr.clone(), ts);
+    let sign = |ts| {
+        Box::new(SignedWrite::sign(
+            &identity,
+            name.clone(),
+            node_addr.clone(),
+            ts,
+        ))
+    };
     let ts = unix_ms_now();
     let mut result = run(
         &Tokio,

@@ -315,8 +315,13 @@ fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
                     Some(addr_of(&id, (i % 60_000) as u16 + 1)),
                     base + i,
                 );
-                let mut c =
-                    NameClient::new(Operation::Write(w), &[t], config, &mut rng, Instant::now());
+                let mut c = NameClient::new(
+                    Operation::Write(Box::new(w)),
+                    &[t],
+                    config,
+                    &mut rng,
+                    Instant::now(),
+                );
                 match &drive(&sock, &mut c).reports[0].outcome {
                     Some(Outcome::Accepted { timestamp_ms }) => {
                         assert_eq!(*timestamp_ms, base + i);

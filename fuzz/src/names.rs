@@ -116,22 +116,24 @@ fn name_server_arbitrary_requests() {
                 let ts = unix.saturating_add_signed(i64::from(*dt) * 100);
                 let body = match kind % 6 {
                     0 => Some(RequestBody::Resolve(name)),
-                    1 => Some(RequestBody::Write(SignedWrite::sign(
+                    1 => Some(RequestBody::Write(Box::new(SignedWrite::sign(
                         id,
                         name,
                         Some(addr(id, 1)),
                         ts,
-                    ))),
-                    2 => Some(RequestBody::Write(SignedWrite::sign(id, name, None, ts))),
+                    )))),
+                    2 => Some(RequestBody::Write(Box::new(SignedWrite::sign(
+                        id, name, None, ts,
+                    )))),
                     3 => {
                         // Someone else's address on the record.
                         let other = &ids[(usize::from(*which) + 1) % ids.len()];
-                        Some(RequestBody::Write(SignedWrite::sign(
+                        Some(RequestBody::Write(Box::new(SignedWrite::sign(
                             id,
                             name,
                             Some(addr(other, 2)),
                             ts,
-                        )))
+                        ))))
                     }
                     _ => None,
                 };

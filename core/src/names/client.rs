@@ -59,8 +59,8 @@ impl Default for ClientConfig {
 pub enum Operation {
     /// Look a name up.
     Resolve(Name),
-    /// Store a signed write (put or delete).
-    Write(SignedWrite),
+    /// Store a signed write (put or delete). Boxed: a write is 20 times a name.
+    Write(Box<SignedWrite>),
 }
 
 /// How one server answered.
@@ -72,7 +72,7 @@ pub enum Outcome {
         timestamp_ms: u64,
     },
     /// The server holds this verified record.
-    Found(SignedWrite),
+    Found(Box<SignedWrite>),
     /// The server holds no record for the name.
     NotFound,
     /// The server refused.
@@ -105,7 +105,7 @@ impl Finished {
     /// The verified record a read found, if any.
     pub fn record(&self) -> Option<&SignedWrite> {
         self.reports.iter().find_map(|r| match &r.outcome {
-            Some(Outcome::Found(w)) => Some(w),
+            Some(Outcome::Found(w)) => Some(&**w),
             _ => None,
         })
     }

@@ -214,7 +214,7 @@ impl Registrar {
                 let w =
                     SignedWrite::sign(&self.identity, name.clone(), Some(self.addr.clone()), ts);
                 st.job = Some(NameClient::new(
-                    Operation::Write(w),
+                    Operation::Write(Box::new(w)),
                     &self.targets,
                     self.config.client,
                     &mut self.rng,

@@ -164,7 +164,7 @@ impl NameServer {
         let answer = match body {
             RequestBody::Resolve(name) => match store.get(&name) {
                 Ok(Some(e)) if e.is_live() && !self.expired(&e, unix_ms) => {
-                    ResponseBody::Found(e.write)
+                    ResponseBody::Found(Box::new(e.write))
                 }
                 Ok(_) => ResponseBody::NotFound,
                 Err(e) => {
@@ -172,7 +172,7 @@ impl NameServer {
                     ResponseBody::Refused(Refusal::Storage)
                 }
             },
-            RequestBody::Write(w) => match self.write(unix_ms, holder, w, store) {
+            RequestBody::Write(w) => match self.write(unix_ms, holder, *w, store) {
                 Ok(body) => body,
                 Err(e) => {
                     self.event(ServerEvent::StoreFailed(e));

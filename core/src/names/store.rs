@@ -91,7 +91,7 @@ impl StoredName {
         let req = super::wire::Request {
             id: 0,
             cookie: None,
-            body: super::wire::RequestBody::Write(self.write.clone()),
+            body: super::wire::RequestBody::Write(Box::new(self.write.clone())),
         }
         .to_bytes();
         out.extend_from_slice(&req);
@@ -120,7 +120,7 @@ impl StoredName {
             return Err(bad("live flag disagrees with the write"));
         }
         Ok(StoredName {
-            write,
+            write: *write,
             holder,
             written_at_ms: u64::from_be_bytes(t),
         })

@@ -146,11 +146,16 @@ const ALICE_IP: &str = "192.0.2.10:40000";
 const MALLORY_IP: &str = "192.0.2.66:40000";
 
 fn put(id: &Identity, n: &str, port: u16, ts: u64) -> RequestBody {
-    RequestBody::Write(SignedWrite::sign(id, name(n), Some(addr_of(id, port)), ts))
+    RequestBody::Write(Box::new(SignedWrite::sign(
+        id,
+        name(n),
+        Some(addr_of(id, port)),
+        ts,
+    )))
 }
 
 fn del(id: &Identity, n: &str, ts: u64) -> RequestBody {
-    RequestBody::Write(SignedWrite::sign(id, name(n), None, ts))
+    RequestBody::Write(Box::new(SignedWrite::sign(id, name(n), None, ts)))
 }
 
 fn found_port(body: &ResponseBody) -> Option<u16> {
@@ -237,7 +242,7 @@ fn stolen_name_refused() {
     // Alice's record with Mallory's key on it but Alice's address: the address is not hers.
     let forged = SignedWrite::sign(&mallory, name("alice"), Some(addr_of(&alice, 9)), t + 12);
     assert_eq!(
-        net.ask(0, m, RequestBody::Write(forged)),
+        net.ask(0, m, RequestBody::Write(Box::new(forged))),
         ResponseBody::Refused(Refusal::BadSignature)
     );
     // Alice's key with a signature by Mallory.
@@ -245,7 +250,7 @@ fn stolen_name_refused() {
     fake.owner = alice.public();
     fake.addr = Some(addr_of(&alice, 9));
     assert_eq!(
-        net.ask(0, m, RequestBody::Write(fake)),
+        net.ask(0, m, RequestBody::Write(Box::new(fake))),
         ResponseBody::Refused(Refusal::BadSignature)
     );
     assert_eq!(
@@ -403,10 +408,10 @@ fn per_address_limits() {
         ResponseBody::Accepted { .. }
     ));
     // IPv6: 5 per /64, whatever the interface id.
-    for i in 0..5 {
+    for (i, key) in keys.iter().enumerate().take(5) {
         let a: SocketAddr = format!("[2001:db8:1:2::{}]:1", i + 1).parse().unwrap();
         assert!(matches!(
-            net.ask(0, a, put(&keys[i], &format!("six-{i}"), 1, t)),
+            net.ask(0, a, put(key, &format!("six-{i}"), 1, t)),
             ResponseBody::Accepted { .. }
         ));
     }
@@ -535,7 +540,7 @@ fn client_writes_to_all_and_reports_which_accepted() {
     let w = SignedWrite::sign(&alice, name("alice"), Some(addr_of(&alice, 1)), t + 1);
     let start = net.now;
     let mut c = NameClient::new(
-        Operation::Write(w),
+        Operation::Write(Box::new(w)),
         &net.targets(local),
         ClientConfig::default(),
         &mut Rng::seed_from_u64(1),
@@ -614,7 +619,7 @@ fn client_ignores_forged_answers() {
     let rec = SignedWrite::sign(&mallory, name("alice"), Some(addr_of(&mallory, 1)), 1);
     let forged = Response {
         id,
-        body: ResponseBody::Found(rec.clone()),
+        body: ResponseBody::Found(Box::new(rec.clone())),
     }
     .to_bytes();
     c.handle_input(now, "192.0.2.200:5300".parse().unwrap(), a, &forged);
@@ -627,7 +632,7 @@ fn client_ignores_forged_answers() {
         a,
         &Response {
             id,
-            body: ResponseBody::Found(other),
+            body: ResponseBody::Found(Box::new(other)),
         }
         .to_bytes(),
     );

@@ -97,8 +97,8 @@ pub enum WireError {
 pub enum RequestBody {
     /// Look a name up.
     Resolve(Name),
-    /// Write (put or delete) a name.
-    Write(SignedWrite),
+    /// Write (put or delete) a name. Boxed: a write is 20 times a name.
+    Write(Box<SignedWrite>),
 }
 
 /// A request datagram.
@@ -179,8 +179,8 @@ pub enum ResponseBody {
         /// The stored timestamp.
         timestamp_ms: u64,
     },
-    /// The name's record (a put, signed by its owner).
-    Found(SignedWrite),
+    /// The name's record (a put, signed by its owner). Boxed: it is large.
+    Found(Box<SignedWrite>),
     /// Nobody holds the name (or it was deleted or expired).
     NotFound,
     /// The request was refused.
@@ -332,8 +332,8 @@ impl Request {
         let cookie = (cookie != [0; COOKIE_LEN]).then_some(cookie);
         let body = match kind {
             REQ_RESOLVE => RequestBody::Resolve(r.name()?),
-            REQ_PUT => RequestBody::Write(read_write(&mut r, true)?),
-            REQ_DELETE => RequestBody::Write(read_write(&mut r, false)?),
+            REQ_PUT => RequestBody::Write(Box::new(read_write(&mut r, true)?)),
+            REQ_DELETE => RequestBody::Write(Box::new(read_write(&mut r, false)?)),
             k => return Err(WireError::Kind(k)),
         };
         r.end()?;
@@ -423,7 +423,7 @@ impl Response {
             RESP_ACCEPTED => ResponseBody::Accepted {
                 timestamp_ms: r.u64("timestamp")?,
             },
-            RESP_FOUND => ResponseBody::Found(read_write(&mut r, true)?),
+            RESP_FOUND => ResponseBody::Found(Box::new(read_write(&mut r, true)?)),
             RESP_NOT_FOUND => ResponseBody::NotFound,
             RESP_REFUSED => {
                 let code = r.u8("reason")?;
@@ -501,12 +501,12 @@ mod tests {
             Request {
                 id: u64::MAX,
                 cookie: Some([7; COOKIE_LEN]),
-                body: RequestBody::Write(put()),
+                body: RequestBody::Write(Box::new(put())),
             },
             Request {
                 id: 3,
                 cookie: Some([1; COOKIE_LEN]),
-                body: RequestBody::Write(del),
+                body: RequestBody::Write(Box::new(del)),
             },
         ] {
             let bytes = req.to_bytes();
@@ -528,7 +528,7 @@ mod tests {
         for body in [
             ResponseBody::Cookie([9; COOKIE_LEN]),
             ResponseBody::Accepted { timestamp_ms: 5 },
-            ResponseBody::Found(put()),
+            ResponseBody::Found(Box::new(put())),
             ResponseBody::NotFound,
             ResponseBody::Refused(Refusal::Stale { stored_ms: 12 }),
             ResponseBody::Refused(Refusal::Other(200)),
@@ -547,7 +547,7 @@ mod tests {
         let good = Request {
             id: 1,
             cookie: None,
-            body: RequestBody::Write(put()),
+            body: RequestBody::Write(Box::new(put())),
         }
         .to_bytes();
         let mut bad = good.clone();
