@@ -20,6 +20,8 @@ struct Net {
     wall_offset: u64,
     servers: Vec<(SocketAddr, NameServer, MemoryStore, bool)>,
     rng: Rng,
+    /// Replies to lose (the next ones sent), to test retransmission.
+    lose_replies: u32,
 }
 
 impl Net {
@@ -43,6 +45,7 @@ impl Net {
             wall_offset: 0,
             servers,
             rng,
+            lose_replies: 0,
         }
     }
 
@@ -68,6 +71,10 @@ impl Net {
         let mut out = vec![];
         while let Some(t) = server.poll_transmit() {
             assert_eq!(t.destination, from);
+            if self.lose_replies > 0 {
+                self.lose_replies -= 1;
+                continue;
+            }
             out.push(t.contents.to_vec());
         }
         out
@@ -738,6 +745,54 @@ fn registrar_recovers_from_a_clock_step_back() {
         net.run(&mut reg),
         RegistrarEvent::Registered { .. }
     ));
+    assert_eq!(
+        found_port(&net.ask(0, local, RequestBody::Resolve(name("alice")))),
+        Some(1)
+    );
+}
+
+#[test]
+fn lost_replies_are_retransmitted_and_a_stored_write_is_acknowledged_again() {
+    let (alice, _) = ids();
+    let mut net = Net::new(1, small_rate());
+    let local: SocketAddr = ALICE_IP.parse().unwrap();
+    let t = net.unix_ms();
+    let w = SignedWrite::sign(&alice, name("alice"), Some(addr_of(&alice, 1)), t);
+    let mut c = NameClient::new(
+        Operation::Write(Box::new(w)),
+        &net.targets(local),
+        ClientConfig::default(),
+        &mut Rng::seed_from_u64(8),
+        net.now,
+    );
+    // Datagram 1 (no cookie): its cookie answer is lost. Datagram 2, 250 ms later: the
+    // cookie arrives. Datagram 3 (with the cookie): stored, the acknowledgement lost.
+    // Datagram 4, a retransmission: acknowledged.
+    let start = net.now;
+    net.lose_replies = 1;
+    let mut sent = 0;
+    let done = loop {
+        while let Some(tx) = c.poll_transmit() {
+            let (src, dst, bytes) = (tx.source, tx.destination, tx.contents.to_vec());
+            sent += 1;
+            if sent == 3 {
+                net.lose_replies = 1; // the write's acknowledgement
+            }
+            for reply in net.deliver(0, src, &bytes) {
+                c.handle_input(net.now, dst, src, &reply);
+            }
+        }
+        if let Some(e) = c.poll_event() {
+            break e;
+        }
+        net.now = c.poll_timeout().unwrap().at.max(net.now);
+        c.handle_timeout(net.now);
+        assert!(sent < 20);
+    };
+    // The repeated write was answered "accepted" (the same write), not refused as a replay.
+    assert_eq!(done.accepted(), vec![net.servers[0].0]);
+    assert_eq!(sent, 4);
+    assert!(net.now - start >= Duration::from_millis(500));
     assert_eq!(
         found_port(&net.ask(0, local, RequestBody::Resolve(name("alice")))),
         Some(1)
