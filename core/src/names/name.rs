@@ -51,10 +51,6 @@ impl Name {
     /// Checks and lower-cases `text`.
     pub fn parse(text: &str) -> Result<Self, NameError> {
         let shown = || text.chars().take(80).collect::<String>();
-        let len = text.len();
-        if !(MIN_NAME_LEN..=MAX_NAME_LEN).contains(&len) {
-            return Err(NameError::Length { name: shown(), len });
-        }
         for (position, c) in text.chars().enumerate() {
             if !(c.is_ascii_alphanumeric() || c == '-') {
                 return Err(NameError::Character {
@@ -63,6 +59,11 @@ impl Name {
                     position,
                 });
             }
+        }
+        // Only ASCII from here on: bytes are characters.
+        let len = text.len();
+        if !(MIN_NAME_LEN..=MAX_NAME_LEN).contains(&len) {
+            return Err(NameError::Length { name: shown(), len });
         }
         if text.starts_with('-') || text.ends_with('-') {
             return Err(NameError::Hyphen(shown()));
@@ -119,7 +120,15 @@ mod tests {
             }
         );
         assert!(e.to_string().contains("a-z"), "{e}");
-        // Cyrillic 'а' (2 bytes) is refused, not folded.
+        // Cyrillic 'а' (2 bytes) is refused, not folded; so is a long name with a bad character.
+        assert!(matches!(
+            Name::parse(&format!("{}!", "a".repeat(70))),
+            Err(NameError::Character {
+                found: '!',
+                position: 70,
+                ..
+            })
+        ));
         assert!(matches!(
             Name::parse("\u{430}lice"),
             Err(NameError::Character {
