@@ -469,3 +469,106 @@ fn name_keeper_registers_and_follows_address_changes() {
     drop(server);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// Raw datagrams to the real server: junk gets no answer, a malformed request with a
+/// valid cookie is refused as malformed, a replayed older write is refused, and the
+/// server keeps serving.
+#[test]
+fn real_server_refuses_replays_and_malformed_requests() {
+    use p2pd_core::names::Refusal;
+    use p2pd_core::names::wire::{Request, RequestBody, Response, ResponseBody};
+
+    let dir = temp_dir("raw");
+    let server = start(&dir.join("names.redb"), &["--rate-burst", "10000"]);
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = vec![0u8; 8192];
+    let mut ask = |bytes: &[u8]| -> Option<Response> {
+        sock.send_to(bytes, server.addr).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        Some(Response::parse(&buf[..n]).unwrap())
+    };
+    // A request without a cookie gets one.
+    let probe = Request {
+        id: 1,
+        cookie: None,
+        body: RequestBody::Resolve(Name::parse("abc").unwrap()),
+    };
+    let Some(Response {
+        id: 1,
+        body: ResponseBody::Cookie(cookie),
+    }) = ask(&probe.to_bytes())
+    else {
+        panic!("no cookie");
+    };
+    // A valid header and cookie, then junk.
+    let mut bad = Request {
+        id: 2,
+        cookie: Some(cookie),
+        ..probe.clone()
+    }
+    .to_bytes();
+    bad.truncate(28);
+    bad.extend_from_slice(b"\x07not a name request");
+    assert_eq!(
+        ask(&bad).unwrap().body,
+        ResponseBody::Refused(Refusal::Malformed)
+    );
+
+    let id = Identity::generate(&mut Rng::seed_from_u64(11));
+    let t = now_ms();
+    let write = |i: u64, port: u16| Request {
+        id: 10 + i,
+        cookie: Some(cookie),
+        body: RequestBody::Write(Box::new(SignedWrite::sign(
+            &id,
+            Name::parse("replayed").unwrap(),
+            Some(addr_of(&id, port)),
+            t + i,
+        ))),
+    };
+    let old = write(0, 1).to_bytes();
+    assert_eq!(
+        ask(&old).unwrap().body,
+        ResponseBody::Accepted { timestamp_ms: t }
+    );
+    assert_eq!(
+        ask(&write(1, 2).to_bytes()).unwrap().body,
+        ResponseBody::Accepted {
+            timestamp_ms: t + 1
+        }
+    );
+    assert_eq!(
+        ask(&old).unwrap().body,
+        ResponseBody::Refused(Refusal::Stale { stored_ms: t + 1 })
+    );
+
+    // Junk: no answer (the server is silent to what is not its protocol) ...
+    sock.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut ask2 = |bytes: &[u8]| -> Option<Vec<u8>> {
+        sock.send_to(bytes, server.addr).unwrap();
+        let (n, _) = sock.recv_from(&mut buf).ok()?;
+        Some(buf[..n].to_vec())
+    };
+    assert_eq!(ask2(b"\x00\x01 definitely not a name request"), None);
+    // ... and it still answers afterwards, with the newer record.
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let resolve = Request {
+        id: 99,
+        cookie: Some(cookie),
+        body: RequestBody::Resolve(Name::parse("replayed").unwrap()),
+    };
+    sock.send_to(&resolve.to_bytes(), server.addr).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).unwrap();
+    let Response {
+        body: ResponseBody::Found(rec),
+        ..
+    } = Response::parse(&buf[..n]).unwrap()
+    else {
+        panic!("not found");
+    };
+    assert_eq!(rec.timestamp_ms, t + 1);
+    drop(server);
+    let _ = std::fs::remove_dir_all(dir);
+}
