@@ -456,6 +456,46 @@ fn name_keeper_registers_and_follows_address_changes() {
                 addr_of(&id, 2)
             );
         }
+        // The same, as a spawned task fed by a channel of address changes.
+        let keeper = NameKeeper::new(
+            &rt,
+            id.clone(),
+            addr_of(&id, 3),
+            &servers,
+            vec![names[0].clone()],
+            RegistrarConfig::default(),
+            Rng::seed_from_u64(4),
+        )
+        .unwrap();
+        let (updates, rx) = async_channel::unbounded();
+        let (events_tx, events) = async_channel::unbounded();
+        let task = tokio::spawn(async move {
+            keeper
+                .run(&Tokio, rx, move |e| {
+                    let _ = events_tx.try_send(e);
+                })
+                .await
+        });
+        let next = || async {
+            tokio::time::timeout(Duration::from_secs(20), events.recv())
+                .await
+                .expect("a registration within 20 s")
+                .unwrap()
+        };
+        assert!(matches!(next().await, RegistrarEvent::Registered { .. }));
+        assert_eq!(
+            resolve(&rt, &names[0], &servers, &mut rng).await.unwrap(),
+            addr_of(&id, 3)
+        );
+        updates.send(addr_of(&id, 4)).await.unwrap();
+        assert!(matches!(next().await, RegistrarEvent::Registered { .. }));
+        assert_eq!(
+            resolve(&rt, &names[0], &servers, &mut rng).await.unwrap(),
+            addr_of(&id, 4)
+        );
+        drop(updates); // closing the channel ends the task
+        task.await.unwrap().unwrap();
+
         let missing = Name::parse("nobody-here").unwrap();
         assert!(matches!(
             resolve(&rt, &missing, &servers, &mut rng).await,

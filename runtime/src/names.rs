@@ -222,6 +222,38 @@ impl<S: crate::AsyncUdpSocket> NameKeeper<S> {
             .map_err(|e| io::Error::other(e.to_string()))
     }
 
+    /// Runs until `updates` closes: each address received from it re-registers every
+    /// name; every round's result goes to `on_event`. Spawn it next to the node.
+    pub async fn run<R: Runtime<UdpSocket = S>>(
+        mut self,
+        rt: &R,
+        updates: async_channel::Receiver<NodeAddr>,
+        mut on_event: impl FnMut(RegistrarEvent),
+    ) -> io::Result<()> {
+        enum Step {
+            Event(io::Result<Option<RegistrarEvent>>),
+            Update(Result<NodeAddr, async_channel::RecvError>),
+        }
+        loop {
+            let step = futures_lite::future::or(
+                async { Step::Update(updates.recv().await) },
+                async { Step::Event(self.next_event(rt, None).await) },
+            )
+            .await;
+            match step {
+                Step::Update(Ok(addr)) => self.set_address(rt, addr),
+                Step::Update(Err(_)) => return Ok(()),
+                Step::Event(Ok(Some(e))) => on_event(e),
+                // Nothing scheduled (no names): wait for an update only.
+                Step::Event(Ok(None)) => match updates.recv().await {
+                    Ok(addr) => self.set_address(rt, addr),
+                    Err(_) => return Ok(()),
+                },
+                Step::Event(Err(e)) => return Err(e),
+            }
+        }
+    }
+
     /// Works until the next registration result or `deadline` (`None` at the deadline).
     pub async fn next_event<R: Runtime<UdpSocket = S>>(
         &mut self,
