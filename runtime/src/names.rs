@@ -235,11 +235,11 @@ impl<S: crate::AsyncUdpSocket> NameKeeper<S> {
             Update(Result<NodeAddr, async_channel::RecvError>),
         }
         loop {
-            let step = futures_lite::future::or(
-                async { Step::Update(updates.recv().await) },
-                async { Step::Event(self.next_event(rt, None).await) },
-            )
-            .await;
+            let step =
+                futures_lite::future::or(async { Step::Update(updates.recv().await) }, async {
+                    Step::Event(self.next_event(rt, None).await)
+                })
+                .await;
             match step {
                 Step::Update(Ok(addr)) => self.set_address(rt, addr),
                 Step::Update(Err(_)) => return Ok(()),
