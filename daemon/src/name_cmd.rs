@@ -371,8 +371,12 @@ pub async fn server(args: NameServerArgs) -> Result<()> {
     Ok(())
 }
 
-/// The server loop: one datagram at a time, each write committed before its answer.
-/// Blocking on purpose: the store's fsync is the bottleneck and must finish first anyway.
+/// Datagrams handled per batch (and per disk sync) at most.
+const BATCH: usize = 64;
+
+/// The server loop: waits for a datagram, takes whatever else has already arrived (up to
+/// [`BATCH`]), handles them as one batch with one disk sync (group commit), then sends
+/// the answers. Blocking on purpose: the sync must finish before any acknowledgement.
 fn serve(
     socket: std::net::UdpSocket,
     mut store: RedbStore,
@@ -382,21 +386,29 @@ fn serve(
     let local = socket.local_addr()?;
     socket.set_read_timeout(Some(Duration::from_secs(1)))?;
     let mut server = NameServer::new(config, local, &mut rng, Instant::now());
-    let mut buf = vec![0u8; MAX_MESSAGE_LEN + 1];
+    let mut bufs = vec![vec![0u8; MAX_MESSAGE_LEN + 1]; BATCH];
+    let mut got: Vec<(SocketAddr, usize)> = Vec::with_capacity(BATCH);
     loop {
-        match socket.recv_from(&mut buf) {
-            Ok((n, from)) => {
-                server.handle_input(Instant::now(), unix_ms_now(), from, &buf[..n], &mut store)
-            }
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock
-                        | std::io::ErrorKind::TimedOut
-                        | std::io::ErrorKind::Interrupted
-                ) => {}
-            Err(e) if p2pd_tokio::socket_set::is_transient(&e) => {}
+        got.clear();
+        // The first datagram: wait for it (at most a second, for the sweep).
+        match socket.recv_from(&mut bufs[0]) {
+            Ok((n, from)) => got.push((from, n)),
+            Err(e) if quiet(&e) => {}
             Err(e) => return Err(format!("name server socket {local}: {e}").into()),
+        }
+        // Whatever else is already waiting, without blocking.
+        if !got.is_empty() {
+            socket.set_nonblocking(true)?;
+            while got.len() < BATCH {
+                match socket.recv_from(&mut bufs[got.len()]) {
+                    Ok((n, from)) => got.push((from, n)),
+                    Err(e) if quiet(&e) => break,
+                    Err(e) => return Err(format!("name server socket {local}: {e}").into()),
+                }
+            }
+            socket.set_nonblocking(false)?;
+            let batch = got.iter().zip(&bufs).map(|(&(from, n), b)| (from, &b[..n]));
+            server.handle_batch(Instant::now(), unix_ms_now(), batch, &mut store);
         }
         while let Some(t) = server.poll_transmit() {
             let _ = socket.send_to(t.contents, t.destination);
@@ -417,4 +429,14 @@ fn serve(
             }
         }
     }
+}
+
+/// A receive error that only means "nothing now" or concerns one peer.
+fn quiet(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::Interrupted
+    ) || p2pd_tokio::socket_set::is_transient(e)
 }

@@ -289,58 +289,54 @@ fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     let target = server.addr;
     let id = Identity::generate(&mut Rng::seed_from_u64(42));
     let acked = Arc::new(AtomicUsize::new(0));
-    // The writer: names burst-0 … burst-49 written over and over with rising timestamps,
-    // remembering the last acknowledged timestamp per name.
-    let writer = {
-        let (id, acked) = (id.clone(), acked.clone());
-        std::thread::spawn(move || {
-            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
-            let t = Target {
-                server: target,
-                local: sock.local_addr().unwrap(),
-            };
-            let config = ClientConfig {
-                initial_rto: Duration::from_millis(50),
-                attempts: 3,
-            };
-            let mut rng = Rng::seed_from_u64(1);
-            let base = now_ms();
-            let mut last: BTreeMap<String, u64> = BTreeMap::new();
-            let mut silent = 0;
-            for i in 0..20_000u64 {
-                let name = Name::parse(&format!("burst-{}", i % 50)).unwrap();
-                let w = SignedWrite::sign(
-                    &id,
-                    name.clone(),
-                    Some(addr_of(&id, (i % 60_000) as u16 + 1)),
-                    base + i,
-                );
-                let mut c = NameClient::new(
-                    Operation::Write(Box::new(w)),
-                    &[t],
-                    config,
-                    &mut rng,
-                    Instant::now(),
-                );
-                match &drive(&sock, &mut c).reports[0].outcome {
-                    Some(Outcome::Accepted { timestamp_ms }) => {
-                        assert_eq!(*timestamp_ms, base + i);
-                        last.insert(name.to_string(), base + i);
-                        acked.fetch_add(1, Ordering::SeqCst);
-                        silent = 0;
-                    }
-                    Some(Outcome::NoAnswer) => {
-                        silent += 1;
-                        if silent == 3 {
-                            break; // the server is dead
+    // Four writers at once, each with its own socket and names burst-W-0 … burst-W-11,
+    // written over and over with rising timestamps; each remembers the last acknowledged
+    // timestamp per name.
+    const NAMES_PER_WRITER: u64 = 12;
+    let writers: Vec<_> = (0..4u64)
+        .map(|k| {
+            let (id, acked) = (id.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+                let t = Target {
+                    server: target,
+                    local: sock.local_addr().unwrap(),
+                };
+                let config = ClientConfig {
+                    initial_rto: Duration::from_millis(100),
+                    attempts: 3,
+                };
+                let mut rng = Rng::seed_from_u64(k);
+                let base = now_ms();
+                let mut last: BTreeMap<String, u64> = BTreeMap::new();
+                let mut silent = 0;
+                for i in 0..20_000u64 {
+                    let name = Name::parse(&format!("burst-{k}-{}", i % NAMES_PER_WRITER)).unwrap();
+                    let port = (i % 60_000) as u16 + 1;
+                    let w =
+                        SignedWrite::sign(&id, name.clone(), Some(addr_of(&id, port)), base + i);
+                    let op = Operation::Write(Box::new(w));
+                    let mut c = NameClient::new(op, &[t], config, &mut rng, Instant::now());
+                    match &drive(&sock, &mut c).reports[0].outcome {
+                        Some(Outcome::Accepted { timestamp_ms }) => {
+                            assert_eq!(*timestamp_ms, base + i);
+                            last.insert(name.to_string(), base + i);
+                            acked.fetch_add(1, Ordering::SeqCst);
+                            silent = 0;
                         }
+                        Some(Outcome::NoAnswer) => {
+                            silent += 1;
+                            if silent == 3 {
+                                break; // the server is dead
+                            }
+                        }
+                        other => panic!("writer {k}, write {i}: {other:?}"),
                     }
-                    other => panic!("write {i}: {other:?}"),
                 }
-            }
-            last
+                last
+            })
         })
-    };
+        .collect();
     // Kill the server in the middle of the burst.
     let started = Instant::now();
     let deadline = started + Duration::from_secs(60);
@@ -354,7 +350,10 @@ fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
     let burst_time = started.elapsed();
     server.child.kill().unwrap(); // SIGKILL
     server.child.wait().unwrap();
-    let last = writer.join().unwrap();
+    let mut last = BTreeMap::new();
+    for w in writers {
+        last.extend(w.join().unwrap());
+    }
     let total = acked.load(Ordering::SeqCst);
     eprintln!(
         "{total} writes acknowledged before SIGKILL (200 in {burst_time:?}: {:.0} durable writes/s)",
@@ -371,7 +370,7 @@ fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
         local: sock.local_addr().unwrap(),
     };
     let mut rng = Rng::seed_from_u64(2);
-    assert_eq!(last.len(), 50);
+    assert_eq!(last.len(), 4 * NAMES_PER_WRITER as usize);
     for (name, ts) in &last {
         let op = Operation::Resolve(Name::parse(name).unwrap());
         let mut c = NameClient::new(op, &[t], ClientConfig::default(), &mut rng, Instant::now());

@@ -98,6 +98,10 @@ pub struct NameServer {
     cookies: CookieJar,
     rate: RateLimiter,
     local: SocketAddr,
+    /// Answers of the batch being handled: held until the store is flushed.
+    pending: Vec<(SocketAddr, u64, ResponseBody)>,
+    /// Whether the batch changed the store (or acknowledged a change).
+    dirty: bool,
     out: VecDeque<(SocketAddr, Vec<u8>)>,
     sending: Option<(SocketAddr, Vec<u8>)>,
     events: VecDeque<ServerEvent>,
@@ -112,6 +116,8 @@ impl NameServer {
             rate: RateLimiter::new(config.rate, rng),
             config,
             local,
+            pending: Vec::new(),
+            dirty: false,
             out: VecDeque::new(),
             sending: None,
             events: VecDeque::new(),
@@ -125,8 +131,55 @@ impl NameServer {
     }
 
     /// A datagram from `source` arrived at `now` (monotonic, for rate limits) and
-    /// `unix_ms` (wall clock, for timestamps and expiry).
+    /// `unix_ms` (wall clock, for timestamps and expiry). Its answer is ready to send once
+    /// this returns: a write is flushed to the store first.
     pub fn handle_input<S: NameStore>(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        source: SocketAddr,
+        bytes: &[u8],
+        store: &mut S,
+    ) {
+        self.handle_one(now, unix_ms, source, bytes, store);
+        self.commit(store);
+    }
+
+    /// Several datagrams that arrived together: handled in order, then the store is
+    /// flushed once (group commit: one disk sync for the whole batch), then the answers
+    /// become ready to send. No acknowledgement leaves before its write is durable.
+    pub fn handle_batch<'a, S: NameStore>(
+        &mut self,
+        now: Instant,
+        unix_ms: u64,
+        datagrams: impl IntoIterator<Item = (SocketAddr, &'a [u8])>,
+        store: &mut S,
+    ) {
+        for (source, bytes) in datagrams {
+            self.handle_one(now, unix_ms, source, bytes, store);
+        }
+        self.commit(store);
+    }
+
+    /// Flushes the store if the batch wrote, then releases the batch's answers; if the
+    /// flush fails, every acknowledgement of the batch becomes a storage refusal.
+    fn commit<S: NameStore>(&mut self, store: &mut S) {
+        if std::mem::take(&mut self.dirty) {
+            if let Err(e) = store.flush() {
+                self.event(ServerEvent::StoreFailed(e));
+                for (_, _, body) in &mut self.pending {
+                    if matches!(body, ResponseBody::Accepted { .. }) {
+                        *body = ResponseBody::Refused(Refusal::Storage);
+                    }
+                }
+            }
+        }
+        for (to, id, body) in self.pending.drain(..) {
+            self.out.push_back((to, Response { id, body }.to_bytes()));
+        }
+    }
+
+    fn handle_one<S: NameStore>(
         &mut self,
         now: Instant,
         unix_ms: u64,
@@ -212,7 +265,9 @@ impl NameServer {
                 return refused(Refusal::NotOwner);
             }
             if w.timestamp_ms == e.write.timestamp_ms && w == e.write {
-                // A retransmission of the write already stored: acknowledge again.
+                // A retransmission of the write already stored: acknowledge again, after
+                // a flush (the first copy's may have failed).
+                self.dirty = true;
                 return Ok(ResponseBody::Accepted {
                     timestamp_ms: w.timestamp_ms,
                 });
@@ -258,6 +313,7 @@ impl NameServer {
             }
         };
         let ts = entry.write.timestamp_ms;
+        self.dirty = true;
         store.put(entry)?;
         self.event(ServerEvent::Stored { name, deleted });
         Ok(ResponseBody::Accepted { timestamp_ms: ts })
@@ -276,8 +332,8 @@ impl NameServer {
     }
 
     fn reply(&mut self, to: SocketAddr, id: u64, body: ResponseBody) {
-        if self.out.len() < MAX_QUEUED {
-            self.out.push_back((to, Response { id, body }.to_bytes()));
+        if self.out.len() + self.pending.len() < MAX_QUEUED {
+            self.pending.push((to, id, body));
         }
     }
 
@@ -297,6 +353,7 @@ impl NameServer {
         let before = unix_ms.saturating_sub(expiry).saturating_add(1);
         let names = store.written_before(before, limit)?;
         store.remove_many(&names)?;
+        store.flush()?;
         if limit > 0 && names.len() == limit {
             // More may be left: sweep again soon, between requests.
             self.next_sweep = now;

@@ -134,9 +134,10 @@ pub struct StoreError(pub String);
 
 /// Durable storage for a name server.
 ///
-/// **Contract:** when [`put`](NameStore::put) or [`remove`](NameStore::remove) returns
-/// `Ok`, the change is on stable storage (it survives a crash or power loss): the server
-/// acknowledges a write only after that.
+/// **Contract:** when [`flush`](NameStore::flush) returns `Ok`, every change made before
+/// it is on stable storage (it survives a crash or power loss); reads see changes at once.
+/// The server acknowledges a write only after a flush that followed it. A backend whose
+/// `put` and `remove` are durable on their own may keep the default `flush`.
 pub trait NameStore {
     /// The entry for `name`, if any (live or tombstone, expired or not).
     fn get(&self, name: &Name) -> Result<Option<StoredName>, StoreError>;
@@ -148,13 +149,17 @@ pub trait NameStore {
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }
-    /// Stores `entry` under its name, replacing what was there, durably.
+    /// Stores `entry` under its name, replacing what was there (durable after `flush`).
     fn put(&mut self, entry: StoredName) -> Result<(), StoreError>;
-    /// Removes `name`, durably.
+    /// Removes `name` (durable after `flush`).
     fn remove(&mut self, name: &Name) -> Result<(), StoreError>;
-    /// Removes every one of `names`, durably (a backend may do it in one transaction).
+    /// Removes every one of `names` (a backend may do it in one transaction).
     fn remove_many(&mut self, names: &[Name]) -> Result<(), StoreError> {
         names.iter().try_for_each(|n| self.remove(n))
+    }
+    /// Makes every earlier change durable (see the trait's contract).
+    fn flush(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Up to `limit` names whose entries were written before `before_ms`.
     fn written_before(&self, before_ms: u64, limit: usize) -> Result<Vec<Name>, StoreError>;

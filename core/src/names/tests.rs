@@ -798,3 +798,123 @@ fn lost_replies_are_retransmitted_and_a_stored_write_is_acknowledged_again() {
         Some(1)
     );
 }
+
+/// A memory store whose flush can be made to fail, counting flushes.
+struct FlakyStore {
+    inner: MemoryStore,
+    fail_flush: bool,
+    flushes: u32,
+}
+
+impl NameStore for FlakyStore {
+    fn get(&self, name: &Name) -> Result<Option<StoredName>, StoreError> {
+        self.inner.get(name)
+    }
+    fn held_by(&self, holder: &Holder) -> Result<u64, StoreError> {
+        self.inner.held_by(holder)
+    }
+    fn len(&self) -> Result<u64, StoreError> {
+        self.inner.len()
+    }
+    fn put(&mut self, entry: StoredName) -> Result<(), StoreError> {
+        self.inner.put(entry)
+    }
+    fn remove(&mut self, name: &Name) -> Result<(), StoreError> {
+        self.inner.remove(name)
+    }
+    fn flush(&mut self) -> Result<(), StoreError> {
+        self.flushes += 1;
+        if self.fail_flush {
+            Err(StoreError("disk full".into()))
+        } else {
+            Ok(())
+        }
+    }
+    fn written_before(&self, before_ms: u64, limit: usize) -> Result<Vec<Name>, StoreError> {
+        self.inner.written_before(before_ms, limit)
+    }
+}
+
+#[test]
+fn batches_flush_once_and_a_failed_flush_acknowledges_nothing() {
+    let mut rng = Rng::seed_from_u64(12);
+    let keys: Vec<Identity> = (0..4).map(|_| Identity::generate(&mut rng)).collect();
+    let t0 = Instant::now();
+    let unix = T0_MS;
+    let local: SocketAddr = "198.51.100.1:5300".parse().unwrap();
+    let mut server = NameServer::new(small_rate(), local, &mut rng, t0);
+    let mut store = FlakyStore {
+        inner: MemoryStore::new(),
+        fail_flush: false,
+        flushes: 0,
+    };
+    let from: SocketAddr = ALICE_IP.parse().unwrap();
+    // Get a cookie (a read-only exchange: no flush).
+    let probe = Request {
+        id: 1,
+        cookie: None,
+        body: RequestBody::Resolve(name("abc")),
+    };
+    server.handle_input(t0, unix, from, &probe.to_bytes(), &mut store);
+    let Some(ResponseBody::Cookie(cookie)) = server
+        .poll_transmit()
+        .map(|t| Response::parse(t.contents).unwrap().body)
+    else {
+        panic!("no cookie");
+    };
+    assert_eq!(store.flushes, 0);
+    let writes: Vec<Vec<u8>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| {
+            Request {
+                id: 10 + i as u64,
+                cookie: Some(cookie),
+                body: put(k, &format!("batch-{i}"), 1, unix),
+            }
+            .to_bytes()
+        })
+        .collect();
+    // Three writes and a read in one batch: one flush, then four answers.
+    let read = Request {
+        id: 20,
+        cookie: Some(cookie),
+        body: RequestBody::Resolve(name("batch-0")),
+    }
+    .to_bytes();
+    let batch = [
+        (from, &writes[0][..]),
+        (from, &writes[1][..]),
+        (from, &read[..]),
+        (from, &writes[2][..]),
+    ];
+    server.handle_batch(t0, unix, batch, &mut store);
+    assert_eq!(store.flushes, 1);
+    let mut answers = vec![];
+    while let Some(t) = server.poll_transmit() {
+        answers.push(Response::parse(t.contents).unwrap());
+    }
+    assert_eq!(answers.len(), 4);
+    assert!(matches!(answers[2].body, ResponseBody::Found(_)));
+    assert!(
+        answers
+            .iter()
+            .filter(|a| a.id != 20)
+            .all(|a| matches!(a.body, ResponseBody::Accepted { .. }))
+    );
+    // The disk fails: the write is not acknowledged, and neither is its retransmission
+    // (the flush is retried for it and fails again).
+    store.fail_flush = true;
+    for _ in 0..2 {
+        server.handle_input(t0, unix, from, &writes[3], &mut store);
+        let r = Response::parse(server.poll_transmit().unwrap().contents).unwrap();
+        assert_eq!(r.body, ResponseBody::Refused(Refusal::Storage));
+    }
+    // The disk recovers: the retransmission is acknowledged after a successful flush.
+    store.fail_flush = false;
+    let before = store.flushes;
+    server.handle_input(t0, unix, from, &writes[3], &mut store);
+    let r = Response::parse(server.poll_transmit().unwrap().contents).unwrap();
+    assert!(matches!(r.body, ResponseBody::Accepted { .. }));
+    assert_eq!(store.flushes, before + 1);
+}
