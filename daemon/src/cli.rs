@@ -32,6 +32,12 @@ pub enum Command {
     /// Port mapping on the local gateway: PCP (RFC 6887), then NAT-PMP (RFC 6886).
     #[command(subcommand)]
     Portmap(crate::portmap_cmd::PortmapCommand),
+    /// Run a name server (UDP, port 5300): names for node addresses, signed by their
+    /// owners, stored durably.
+    NameServer(crate::name_cmd::NameServerArgs),
+    /// Register, resolve or delete a name on name servers.
+    #[command(subcommand)]
+    Name(crate::name_cmd::NameCommand),
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),

@@ -3,6 +3,8 @@
 mod cli;
 mod config;
 mod ifs_cmd;
+mod name_cmd;
+mod name_store;
 mod nat_cmd;
 mod output;
 mod portmap_cmd;
@@ -35,6 +37,8 @@ fn main() -> ExitCode {
             cli::Command::Ifs(args) => ifs_cmd::run(args).await,
             cli::Command::TurnServer(args) => turn_cmd::server(args).await,
             cli::Command::Portmap(cmd) => portmap_cmd::run(cmd).await,
+            cli::Command::NameServer(args) => name_cmd::server(args).await,
+            cli::Command::Name(cmd) => name_cmd::run_cmd(cmd).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
             cli::Command::Sim(cli::SimCommand::Matrix(args)) => sim_cmd::matrix(args),
         }

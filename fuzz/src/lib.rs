@@ -7,6 +7,7 @@
 
 mod addr;
 mod mqtt;
+mod names;
 mod nat;
 mod negotiate;
 mod portmap;

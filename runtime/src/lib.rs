@@ -13,6 +13,7 @@ pub mod conformance;
 pub mod home;
 pub mod interfaces;
 pub mod mqtt;
+pub mod names;
 pub mod nat;
 pub mod net;
 pub mod portmap;
