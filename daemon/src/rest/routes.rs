@@ -201,6 +201,18 @@ pub fn find(method: &str, path: &str) -> Result<Matched, ApiError> {
     }
 }
 
+/// The methods some route accepts at `path` (for a 405's `Allow` header).
+pub fn allowed(path: &str) -> Vec<&'static str> {
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut out: Vec<&'static str> = Vec::new();
+    for r in ROUTES {
+        if match_template(r, &segs).is_some() && !out.contains(&r.method) {
+            out.push(r.method);
+        }
+    }
+    out
+}
+
 /// The raw parameter strings if `segs` fits the route's template.
 fn match_template(r: &Route, segs: &[&str]) -> Option<Vec<String>> {
     let tpl: Vec<&str> = r.path.trim_start_matches('/').split('/').collect();
@@ -365,8 +377,9 @@ pub async fn handle(
             ok(serde_json::json!({"error": 0, "name": conn.name, "sent": body.len()}))
         }
         RouteId::Recv | RouteId::BinaryRecv => {
+            let wait = parse_timeout(query)?;
             let conn = state.table.get(param(0))?;
-            let deadline = tokio::time::Instant::now() + parse_timeout(query)?;
+            let deadline = tokio::time::Instant::now() + wait;
             if m.route.id == RouteId::Recv {
                 let data = conn.recv(RecvMode::Text, deadline).await?;
                 let text = String::from_utf8(data).map_err(|_| {

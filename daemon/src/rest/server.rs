@@ -169,7 +169,14 @@ async fn process(stream: &mut TcpStream, req: &mut Request, state: &Arc<State>) 
     match run(stream, req, state).await {
         Ok(Outcome::Response(r)) => with_cors(r, &cors),
         Ok(Outcome::Pipe(guard)) => Step::Pipe(guard, cors),
-        Err(Failure::Api(e)) => with_cors(Response::error(&e), &cors),
+        Err(Failure::Api(e)) => {
+            let mut r = Response::error(&e);
+            if e.kind == ErrorKind::MethodNotAllowed {
+                r.headers
+                    .push(("Allow", routes::allowed(&req.path).join(", ")));
+            }
+            with_cors(r, &cors)
+        }
         Err(Failure::Gone) => Step::Gone,
     }
 }
