@@ -31,7 +31,7 @@
 //! | 22 | `headers_too_large` | 431 | the request head is larger than the limit |
 //! | 23 | `request_timeout` | 408 | the request head or body did not arrive in time |
 //! | 24 | `length_required` | 411 | a body without `Content-Length` (chunked bodies are not accepted) |
-//! | 25 | `too_many_connections` | 503 | too many HTTP connections are open |
+//! | 25 | `too_many_connections` | 429 | too many HTTP connections are open: retry shortly |
 //! | 26 | `open_timeout` | 504 | connecting took longer than the limit |
 //! | 27 | `closed` | 410 | the connection was closed (by `/p2p/close`) while the request waited |
 //! | 28 | `accept_timeout` | 504 | no incoming connection arrived within the timeout |
@@ -137,7 +137,8 @@ impl ErrorKind {
             ConExists | Busy => 409,
             RecvTimeout | OpenTimeout | AcceptTimeout | SendTimeout => 504,
             OpenFailed | SendFailed => 502,
-            NodeUnavailable | TableFull | TooManyConnections => 503,
+            NodeUnavailable | TableFull => 503,
+            TooManyConnections => 429,
             PeerClosed | Closed => 410,
             NotText => 422,
             HostRefused | OriginRefused => 403,

@@ -60,11 +60,15 @@ pub fn is_loopback_host(host: &str) -> bool {
             .is_ok_and(|a| a.is_loopback())
 }
 
-/// Empty, or `:` and 1–5 digits.
+/// Empty, or `:` and a port number (0 to 65535).
 fn port_ok(s: &str) -> bool {
     match s.strip_prefix(':') {
         None => s.is_empty(),
-        Some(p) => (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()),
+        Some(p) => {
+            (1..=5).contains(&p.len())
+                && p.bytes().all(|b| b.is_ascii_digit())
+                && p.parse::<u16>().is_ok()
+        }
     }
 }
 
@@ -206,6 +210,7 @@ mod tests {
             "::1",
             "localhost:",
             "localhost:123456",
+            "localhost:99999",
             "localhost:80:80",
             "0.0.0.0",
             "[::]",
