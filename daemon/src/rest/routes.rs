@@ -423,12 +423,13 @@ async fn open(
         None
     } else {
         Some(NodeAddr::parse(target).map_err(|e| {
+            let mut shown: String = target.chars().take(24).collect();
+            if shown.len() < target.len() {
+                shown.push('…');
+            }
             ApiError::new(
                 ErrorKind::BadAddr,
-                format!(
-                    "'{}…' is not a node address: {e}",
-                    target.chars().take(24).collect::<String>().escape_debug()
-                ),
+                format!("'{}' is not a node address: {e}", shown.escape_debug()),
             )
         })?)
     };
