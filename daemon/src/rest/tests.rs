@@ -3,7 +3,8 @@
 //!
 //! The p2p node (issue 7) does not exist yet, so [`TcpNode`] stands in for it: `open`
 //! makes a plain TCP connection to the target address's first IPv4 route (the same kind
-//! of byte stream the node's direct and TCP-punch strategies yield), and `accept` hands
+//! of byte stream the node's direct and TCP-punch strategies yield), wrapped as p2pd's
+//! runtime-agnostic stream and bridged by [`Tokioized`], and `accept` hands
 //! out TCP connections the test makes to it. Everything above the [`Node`] trait — the
 //! table, send/recv/binary, pipes, close, incoming names — is the code the daemon runs.
 
@@ -20,6 +21,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 
+use p2pd_tokio::{Runtime, Tokio};
+
+use super::adapt::Tokioized;
 use super::node::{BoxFuture, ConnInfo, Node, NodeSlot, NodeState, OpenError, Pipe};
 use super::{State, http, ifs, security, server, table};
 
@@ -75,8 +79,10 @@ impl Node for TcpNode {
                 interface: Some("lo".into()),
                 peer: target.node_id().to_string(),
             };
+            // Through the runtime layer's stream and the adapter, as the node will.
+            let s = Tokio.wrap_tcp_stream(s.into_std().unwrap()).unwrap();
             Ok(Pipe {
-                io: Box::new(s),
+                io: Box::new(Tokioized(s)),
                 info,
             })
         })
@@ -496,4 +502,113 @@ async fn a_stalled_request_head_times_out() {
         .unwrap();
     let resp = split_response(&out);
     assert_eq!((resp.status, resp.code()), (408, 23));
+}
+
+/// Starts `/p2p/pipe/{name}` and returns the socket after the response head.
+async fn start_pipe(api: SocketAddr, name: &str) -> TcpStream {
+    let mut client = TcpStream::connect(api).await.unwrap();
+    client
+        .write_all(format!("GET /p2p/pipe/{name} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        client.read_exact(&mut b).await.unwrap();
+        head.push(b[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"));
+    client
+}
+
+#[tokio::test]
+async fn close_ends_a_pipe() {
+    let r = rig(8, None).await;
+    let mut peer = open(&r, "c").await;
+    let mut client = start_pipe(r.api, "c").await;
+    client.write_all(b"x").await.unwrap();
+    let mut one = [0u8; 1];
+    peer.read_exact(&mut one).await.unwrap();
+    assert_eq!(get(r.api, "/p2p/close/c").await.status, 200);
+    let ends = async {
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        let mut rest = Vec::new();
+        peer.read_to_end(&mut rest).await.unwrap();
+    };
+    tokio::time::timeout(Duration::from_secs(5), ends)
+        .await
+        .expect("both ends see the connection end");
+    assert_eq!(get(r.api, "/p2p/con/c").await.code(), 4);
+}
+
+#[tokio::test]
+async fn a_pipe_after_the_peer_left_delivers_what_is_left_then_ends() {
+    let r = rig(8, None).await;
+    let mut peer = open(&r, "g").await;
+    peer.write_all(&[0xfe, b'a']).await.unwrap();
+    drop(peer);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    // A text recv reads the bytes, refuses them as text and keeps them.
+    assert_eq!(get(r.api, "/p2p/recv/g?timeout=5").await.code(), 17);
+    let mut client = start_pipe(r.api, "g").await;
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), client.read_to_end(&mut rest))
+        .await
+        .expect("the pipe ends")
+        .unwrap();
+    assert_eq!(rest, [0xfe, b'a']);
+}
+
+/// Pipe relay throughput against raw loopback TCP (a figure, not a check). Run with
+/// `cargo test --release -p p2pd --bin p2pd pipe_throughput -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn pipe_throughput() {
+    const SIZE: usize = 100 * 1024 * 1024;
+    let chunk = vec![0x5au8; 256 * 1024];
+    async fn pump(mut w: impl AsyncWriteExt + Unpin, chunk: &[u8]) {
+        let mut sent = 0;
+        while sent < SIZE {
+            w.write_all(chunk).await.unwrap();
+            sent += chunk.len();
+        }
+        w.shutdown().await.unwrap();
+    }
+    async fn drain(mut r: impl AsyncReadExt + Unpin) -> usize {
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut n = 0;
+        loop {
+            match r.read(&mut buf).await.unwrap() {
+                0 => return n,
+                k => n += k,
+            }
+        }
+    }
+    // Raw TCP, both ways at once.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a, b) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
+    let (ar, aw) = a.unwrap().into_split();
+    let (br, bw) = b.unwrap().0.into_split();
+    let t = std::time::Instant::now();
+    let (_, _, x, y) = tokio::join!(pump(aw, &chunk), pump(bw, &chunk), drain(br), drain(ar));
+    let raw_s = t.elapsed().as_secs_f64();
+    assert_eq!((x, y), (SIZE, SIZE));
+
+    // Through the daemon: client <-> pipe <-> connection <-> peer.
+    let r = rig(8, None).await;
+    let peer = open(&r, "tp").await;
+    let client = start_pipe(r.api, "tp").await;
+    let (cr, cw) = client.into_split();
+    let (pr, pw) = peer.into_split();
+    let t = std::time::Instant::now();
+    let (_, _, x, y) = tokio::join!(pump(cw, &chunk), pump(pw, &chunk), drain(pr), drain(cr));
+    let pipe_s = t.elapsed().as_secs_f64();
+    assert_eq!((x, y), (SIZE, SIZE));
+    let mb = SIZE as f64 / 1e6;
+    println!(
+        "100 MB each way at once: raw loopback TCP {:.0} MB/s per direction, through /p2p/pipe {:.0} MB/s per direction",
+        mb / raw_s,
+        mb / pipe_s
+    );
 }
