@@ -410,4 +410,44 @@ mod tests {
             ErrorKind::LengthRequired
         );
     }
+
+    proptest::proptest! {
+        /// Request-shaped input with arbitrary headers (Host, Origin, Authorization,
+        /// Content-Length among them) goes through every check without a panic.
+        #[test]
+        fn any_headers_are_checked(
+            path in "/[ -~&&[^ ]]{0,20}",
+            headers in proptest::collection::vec(("(Host|Origin|Authorization|Content-Length|Transfer-Encoding|Sec-Fetch-Site|X)", "[ -~]{0,30}"), 0..6),
+        ) {
+            let mut text = format!("GET {path} HTTP/1.1\r\n");
+            for (k, v) in &headers {
+                text.push_str(&format!("{k}: {v}\r\n"));
+            }
+            text.push_str("\r\n");
+            let l = Limits::default();
+            if let Ok(Some(req)) = parse(text.as_bytes(), &l) {
+                let _ = req.content_length();
+                let _ = crate::rest::security::check_origin(&req);
+                let sec = crate::rest::security::Security { token: Some("0123456789abcdef".into()) };
+                let _ = crate::rest::security::check_token_header(&req, &sec);
+                if let Ok(m) = crate::rest::routes::find(&req.method, &req.path) {
+                    let _ = crate::rest::routes::parse_query(m.route, &req.query);
+                }
+            }
+        }
+
+        /// Any bytes parse to a request, "need more", or an error: never a panic.
+        #[test]
+        fn any_bytes_parse_or_fail(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let l = Limits::default();
+            if let Ok(Some(req)) = parse(&raw, &l) {
+                let _ = req.content_length();
+                let _ = crate::rest::security::check_origin(&req);
+                let _ = crate::rest::security::check_token_header(
+                    &req,
+                    &crate::rest::security::Security { token: Some("0123456789abcdef".into()) },
+                );
+            }
+        }
+    }
 }

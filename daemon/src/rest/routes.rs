@@ -574,4 +574,24 @@ mod tests {
             assert_eq!(c["status"], k.status(), "{k:?}");
         }
     }
+
+    proptest::proptest! {
+        /// Whatever the path and query, routing answers (a route or an error) without
+        /// panicking.
+        #[test]
+        fn any_path_and_query_is_answered(path in "(/[a-z%0-9.{}_~!-]{0,12}){0,6}", query in "[a-z=&%0-9.]{0,30}", method in "(GET|POST|PUT|X)") {
+            if let Ok(m) = find(&method, &path) {
+                let _ = parse_query(m.route, &query).map(|q| parse_timeout(&q));
+            }
+            let _ = allowed(&path);
+        }
+
+        #[test]
+        fn any_bytes_decode_or_fail(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let text = String::from_utf8_lossy(&raw);
+            if let Ok(s) = percent_decode(&text) {
+                proptest::prop_assert!(s.len() <= text.len());
+            }
+        }
+    }
 }
