@@ -11,6 +11,9 @@ pub const STUN_PORT: u16 = 3478;
 #[derive(Debug, Parser)]
 #[command(name = "p2pd", version, about, propagate_version = true)]
 pub struct Cli {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -41,6 +44,9 @@ pub enum Command {
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Run the local REST API (127.0.0.1:12333 and [::1]:12333) through which other
+    /// programs open and use connections.
+    Daemon(crate::rest::DaemonArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,6 +7,9 @@
 //! ```toml
 //! stun = ["198.51.100.1:3478", "stun.example.net"]   # IP, IP:PORT, [IPv6]:PORT or HOST[:PORT]
 //! names = ["198.51.100.2:5300"]                        # name servers (port 5300 by default)
+//!
+//! [rest]
+//! token = "…"   # optional: `p2pd daemon` then requires `Authorization: Bearer …`
 //! ```
 //!
 //! Precedence per list: `--stun` flags replace the file's list; the file's list replaces
@@ -33,6 +36,18 @@ pub struct Config {
     /// Name servers (`p2pd name`); there are no built-in ones.
     #[serde(default)]
     pub names: Option<Vec<String>>,
+    /// The REST API (`p2pd daemon`).
+    #[serde(default)]
+    pub rest: Option<RestConfig>,
+}
+
+/// The `[rest]` section.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// When set, every REST request must carry `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Why the configuration cannot be used.
