@@ -35,6 +35,12 @@ pub enum Command {
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Start a node, print its address on stderr, accept one connection and copy it
+    /// to and from stdin/stdout (like `nc -l`).
+    Listen(crate::node_cmd::ListenArgs),
+    /// Connect to a node by its address and copy the connection to and from
+    /// stdin/stdout (like `nc`); prints the strategy used on stderr.
+    Connect(crate::node_cmd::ConnectArgs),
 }
 
 #[derive(Debug, Subcommand)]

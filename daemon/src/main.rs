@@ -4,6 +4,7 @@ mod cli;
 mod config;
 mod ifs_cmd;
 mod nat_cmd;
+mod node_cmd;
 mod output;
 mod portmap_cmd;
 mod sim_cmd;
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
             cli::Command::TurnServer(args) => turn_cmd::server(args).await,
             cli::Command::Portmap(cmd) => portmap_cmd::run(cmd).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
+            cli::Command::Listen(args) => node_cmd::listen(args).await,
+            cli::Command::Connect(args) => node_cmd::connect(args).await,
         }
     });
     match result {

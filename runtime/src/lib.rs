@@ -15,6 +15,7 @@ pub mod interfaces;
 pub mod mqtt;
 pub mod nat;
 pub mod net;
+pub mod node;
 pub mod portmap;
 pub mod rng;
 pub mod routes;

@@ -1,0 +1,183 @@
+//! Start-up: the routes of each interface with the NAT in front of them, a TCP listener
+//! and a UDP socket on one port per route, and the node address that describes them.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use p2pd_core::addr::{Interface as AddrInterface, MAX_INTERFACES, Route as AddrRoute};
+use p2pd_core::nat::{ClassifierConfig, Delta, DeltaKind, NatType};
+use p2pd_core::rng::Rng;
+
+use super::config::NodeError;
+use crate::interfaces::{self, Family};
+use crate::net::{bind_udp, listen_tcp};
+use crate::routes::{RouteConfig, discover};
+use crate::runtime::{AsyncTcpListener, Runtime};
+
+/// Attempts at finding a port free for TCP and UDP on every route.
+const PORT_TRIES: usize = 16;
+
+/// One route of the node: where it listens and what peers are told about it.
+#[derive(Debug)]
+pub(crate) struct Listening<R: Runtime> {
+    /// The interface's name (for logs).
+    pub(crate) interface: String,
+    /// The interface's position in the node address.
+    pub(crate) index: usize,
+    /// The local address (interface IP, listen port).
+    pub(crate) local: SocketAddr,
+    /// The TCP listener (address and port reuse: punches share its port).
+    pub(crate) tcp: R::TcpListener,
+    /// The UDP socket on the same port.
+    pub(crate) udp: Arc<R::UdpSocket>,
+    /// What the address says about this route.
+    pub(crate) route: AddrRoute,
+}
+
+/// A route found, before its sockets are bound.
+struct Candidate {
+    interface: String,
+    index: usize,
+    family: Family,
+    route: AddrRoute,
+}
+
+/// Finds the routes and NATs of the chosen interfaces and binds a listener and a UDP
+/// socket per route on one port (`port`, or a free one when 0). Returns them with the
+/// address's interfaces, in the address's order.
+pub(crate) async fn discover_and_bind<R: Runtime>(
+    rt: &R,
+    chosen: Vec<interfaces::Interface>,
+    stun: &[SocketAddr],
+    port: u16,
+    rng: &mut Rng,
+) -> Result<(Vec<Listening<R>>, Vec<AddrInterface>), NodeError> {
+    let config = RouteConfig {
+        classify: Some(ClassifierConfig::default()),
+        ..RouteConfig::new(stun.to_vec())
+    };
+    let found = discover(rt, chosen, &config, rng).await;
+    let mut candidates = Vec::new();
+    let mut problems = Vec::new();
+    let mut index = 0;
+    for r in &found {
+        problems.extend(
+            r.errors
+                .iter()
+                .map(|e| format!("{}: {e}", r.interface.name)),
+        );
+        let mut any = false;
+        for family in Family::ALL {
+            let Some(route) = r.routes.iter().find(|x| x.family == family) else {
+                continue;
+            };
+            let (nat, delta) = match r.nat.iter().find(|n| n.family == family).map(|n| &n.result) {
+                Some(Ok(c)) => (
+                    c.nat_type.unwrap_or(NatType::Symmetric),
+                    c.delta.unwrap_or(Delta {
+                        kind: DeltaKind::Random,
+                        value: 0,
+                    }),
+                ),
+                // Undecided: assume the worst, so the negotiator does not count on a
+                // punch that cannot work (relay stays possible).
+                _ => (
+                    NatType::Symmetric,
+                    Delta {
+                        kind: DeltaKind::Random,
+                        value: 0,
+                    },
+                ),
+            };
+            candidates.push(Candidate {
+                interface: r.interface.name.clone(),
+                index,
+                family,
+                route: AddrRoute {
+                    external: route.external,
+                    internal: route.local[0],
+                    port: 0,
+                    nat,
+                    delta,
+                },
+            });
+            any = true;
+        }
+        if any {
+            index += 1;
+            if index == MAX_INTERFACES {
+                break;
+            }
+        }
+    }
+    if candidates.is_empty() {
+        let why = if problems.is_empty() {
+            "no interface has an address a STUN server could be reached from".to_string()
+        } else {
+            problems.join("; ")
+        };
+        return Err(NodeError::NoRoute(why));
+    }
+    let bound = bind_all(rt, &candidates, port, rng).map_err(NodeError::Bind)?;
+    let mut ifaces = vec![AddrInterface::default(); index];
+    for (c, l) in candidates.iter().zip(&bound) {
+        let slot = &mut ifaces[l.index];
+        match c.family {
+            Family::Ipv4 => slot.v4 = Some(l.route),
+            Family::Ipv6 => slot.v6 = Some(l.route),
+        }
+    }
+    Ok((bound, ifaces))
+}
+
+/// Binds every candidate's TCP listener and UDP socket on one port.
+fn bind_all<R: Runtime>(
+    rt: &R,
+    candidates: &[Candidate],
+    port: u16,
+    rng: &mut Rng,
+) -> io::Result<Vec<Listening<R>>> {
+    let mut last = io::Error::other("no attempt");
+    for _ in 0..if port == 0 { PORT_TRIES } else { 1 } {
+        let try_port = if port == 0 {
+            // The first listener picks; a random start avoids the kernel handing two
+            // nodes on one host ports that then collide for UDP.
+            20_000 + rng.below(40_000) as u16
+        } else {
+            port
+        };
+        match bind_on(rt, candidates, try_port) {
+            Ok(v) => return Ok(v),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+fn bind_on<R: Runtime>(
+    rt: &R,
+    candidates: &[Candidate],
+    port: u16,
+) -> io::Result<Vec<Listening<R>>> {
+    let mut out = Vec::new();
+    for c in candidates {
+        let local = SocketAddr::new(c.route.internal, port);
+        let tcp = listen_tcp(rt, local, true)?;
+        let local = tcp.local_addr()?;
+        // No reuse for UDP: a second socket on the port would take some of its datagrams.
+        let udp = bind_udp(rt, local, false)?;
+        out.push(Listening {
+            interface: c.interface.clone(),
+            index: c.index,
+            local,
+            tcp,
+            udp: Arc::new(udp),
+            route: AddrRoute {
+                port: local.port(),
+                ..c.route
+            },
+        });
+    }
+    Ok(out)
+}
