@@ -84,7 +84,8 @@ pub(crate) struct EngineSetup<R: Runtime> {
     pub(crate) signaling: SignalingHandle,
     pub(crate) commands: async_channel::Receiver<Command<R>>,
     pub(crate) keepalive: async_channel::Receiver<()>,
-    pub(crate) keepalive_tx: async_channel::Sender<()>,
+    /// Weak: the engine alone must not keep itself alive.
+    pub(crate) keepalive_tx: async_channel::WeakSender<()>,
     pub(crate) incoming: async_channel::Sender<Connection<R>>,
     pub(crate) rng: Rng,
     pub(crate) connect_limit: Duration,
@@ -163,7 +164,7 @@ pub(crate) struct Engine<R: Runtime> {
     accept: bool,
     signaling: SignalingHandle,
     incoming_tx: async_channel::Sender<Connection<R>>,
-    keepalive_tx: async_channel::Sender<()>,
+    keepalive_tx: async_channel::WeakSender<()>,
     rng: Rng,
     udp: Vec<Udp<R>>,
     /// Pipes that use a listen socket: (local, remote) → their task.
@@ -241,6 +242,7 @@ impl<R: Runtime> Engine<R> {
         let mut tcp_buf = vec![0u8; TCP_CHUNK];
         let mut commands_open = true;
         let mut keepalive_open = true;
+        let mut signaling_open = true;
         loop {
             if !commands_open && !keepalive_open {
                 return;
@@ -267,7 +269,7 @@ impl<R: Runtime> Engine<R> {
                     if keepalive_open && keep.as_mut().poll(cx).is_ready() {
                         return Poll::Ready(Wake::KeepaliveClosed);
                     }
-                    if let Poll::Ready(ev) = sig.as_mut().poll(cx) {
+                    if signaling_open && let Poll::Ready(ev) = sig.as_mut().poll(cx) {
                         return Poll::Ready(Wake::Signal(ev));
                     }
                     if incoming.len() < MAX_INCOMING {
@@ -340,14 +342,20 @@ impl<R: Runtime> Engine<R> {
                     let count = udp.len();
                     for k in 0..count {
                         let i = (*next_udp + k) % count;
-                        // A bounded number of transient errors per socket per poll.
-                        for _ in 0..64 {
+                        // A bounded number of transient errors per socket per poll;
+                        // past it the socket is not registered, so ask to be polled again.
+                        let mut errors = 0;
+                        loop {
+                            if errors == 64 {
+                                cx.waker().wake_by_ref();
+                                break;
+                            }
                             match udp[i].socket.poll_recv_from(cx, udp_buf) {
                                 Poll::Ready(Ok((n, from))) => {
                                     *next_udp = (i + 1) % count;
                                     return Poll::Ready(Wake::Udp(i, n, from));
                                 }
-                                Poll::Ready(Err(e)) if is_transient(&e) => continue,
+                                Poll::Ready(Err(e)) if is_transient(&e) => errors += 1,
                                 Poll::Ready(Err(_)) => return Poll::Ready(Wake::UdpFailed(i)),
                                 Poll::Pending => break,
                             }
@@ -372,7 +380,7 @@ impl<R: Runtime> Engine<R> {
                     // Signaling stopped for good: nothing new can be negotiated, but
                     // connections keep running.
                     tracing::warn!("signaling stopped");
-                    commands_open = false;
+                    signaling_open = false;
                 }
                 Wake::Signal(Some(ev)) => self.signal_event(now, ev).await,
                 Wake::Accepted(i, r) => self.accepted(now, i, r),
@@ -1027,7 +1035,7 @@ impl<R: Runtime> Engine<R> {
                 let shared = Arc::new(Mutex::new(Shared::new(*pipe)));
                 let (ktx, krx) = async_channel::bounded(1);
                 let rt = self.rt.clone();
-                let keep = self.keepalive_tx.clone();
+                let keep = self.keepalive_tx.upgrade();
                 let task_shared = shared.clone();
                 self.rt.spawn(async move {
                     pipe_task::run(rt, task_shared, krx, rx, sockets, tcp).await;

@@ -140,7 +140,7 @@ impl<R: Runtime> Node<R> {
             signaling,
             commands: crx,
             keepalive: krx,
-            keepalive_tx: ktx.clone(),
+            keepalive_tx: ktx.downgrade(),
             incoming: itx,
             rng,
             connect_limit: config.connect_timeout,
