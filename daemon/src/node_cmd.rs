@@ -133,6 +133,12 @@ struct Listening<'a> {
 }
 
 #[derive(Serialize)]
+struct Started {
+    event: &'static str,
+    addr: String,
+}
+
+#[derive(Serialize)]
 struct RouteJson<'a> {
     interface: &'a str,
     local: SocketAddr,
@@ -144,6 +150,9 @@ struct RouteJson<'a> {
 #[derive(Serialize)]
 struct Connected {
     event: &'static str,
+    /// From asking the node to connect to the connection being up (connect side only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_ms: Option<u128>,
     strategy: &'static str,
     local: SocketAddr,
     remote: SocketAddr,
@@ -156,11 +165,12 @@ fn say(text: &str) {
     let _ = e.flush();
 }
 
-fn announce_connection(conn: &Connection<Tokio>, json: bool) -> Result<()> {
+fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Duration>) -> Result<()> {
     let i = conn.info();
     if json {
         say(&serde_json::to_string(&Connected {
             event: "connected",
+            connect_ms: took.map(|d| d.as_millis()),
             strategy: i.strategy.name(),
             local: i.local,
             remote: i.remote,
@@ -201,7 +211,7 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
         say(&node.addr().to_string());
     }
     let conn = node.accept().await?;
-    announce_connection(&conn, args.node.json)?;
+    announce_connection(&conn, args.node.json, None)?;
     let result = copy(conn).await;
     drop(node);
     result
@@ -215,8 +225,15 @@ pub async fn connect(args: ConnectArgs) -> Result<()> {
     config.accept = false;
     config.connect_timeout = Duration::from_secs(args.timeout.max(1));
     let node = Node::start(&Tokio, config).await?;
+    if args.node.json {
+        say(&serde_json::to_string(&Started {
+            event: "started",
+            addr: node.addr().to_string(),
+        })?);
+    }
+    let started = std::time::Instant::now();
     let conn = node.connect(&peer, &strategies).await?;
-    announce_connection(&conn, args.node.json)?;
+    announce_connection(&conn, args.node.json, Some(started.elapsed()))?;
     let result = copy(conn).await;
     drop(node);
     result
