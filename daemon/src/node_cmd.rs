@@ -103,13 +103,15 @@ fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
             .and_then(|p| p.parent().map(PathBuf::from))
             .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
     };
-    let file_path = args.config.clone().or_else(|| {
-        args.home
-            .as_ref()
-            .map(|h| h.join("config.toml"))
-            .filter(|p| p.exists())
-    });
-    let (file, file_path) = config::load(file_path.as_deref())?;
+    // --home DIR means DIR/config.toml (optional), never another home's file.
+    let (file, file_path) = match (&args.config, &args.home) {
+        (Some(p), _) => config::load(Some(p))?,
+        (None, Some(h)) if h.join("config.toml").exists() => {
+            config::load(Some(&h.join("config.toml")))?
+        }
+        (None, Some(_)) => (config::Config::default(), None),
+        (None, None) => config::load(None)?,
+    };
     let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
     let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
     let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
