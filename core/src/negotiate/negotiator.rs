@@ -1,12 +1,15 @@
 //! [`Negotiator`]: one connection attempt between two nodes, sans-IO.
 //!
 //! The initiator sends an `Offer` over signaling and, at the same moment, starts the direct
-//! strategy (TCP connects need no answer), so a reachable peer costs no signaling round
-//! trip. Once the responder's `Answer` is in, the remaining strategies of the
-//! [plan](super::plan) run one after another, each with its own deadline; a strategy that
-//! fails or times out is aborted on both sides (its sockets and connections released) and
-//! the next one starts. The relay's allocation is the slowest step of all, so it is
-//! requested in the background as soon as the plan shows a relay may be needed.
+//! strategy (TCP connects need no answer, and it connects to every candidate address — LAN
+//! and external, IPv6 and IPv4 — at once), so a reachable peer costs no signaling round
+//! trip. Once the responder's `Answer` is in and direct is out of the way, the remaining
+//! strategies of the [plan](super::plan) run one after another, each with its own deadline:
+//! strategies never race each other, so which one wins is the plan's choice, not luck. A
+//! strategy that fails or times out is aborted on both sides (its sockets and connections
+//! released) and the next one starts. The relay's allocation is the slowest step of all, so
+//! it is requested in the background as soon as a slower strategy starts and the plan shows
+//! a relay may be needed.
 //!
 //! # Who wins
 //!
@@ -89,9 +92,9 @@ impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
             answer: Duration::from_secs(10),
-            direct: Duration::from_secs(8),
+            direct: Duration::from_secs(16),
             reverse: Duration::from_secs(8),
-            tcp_punch: Duration::from_secs(8),
+            tcp_punch: Duration::from_secs(16),
             udp_punch: Duration::from_secs(20),
             relay: Duration::from_secs(20),
             stun: Duration::from_secs(3),
@@ -616,7 +619,14 @@ impl Negotiator {
 
     /// Initiator: start the strategies after direct, in order, once the peer answered.
     fn advance(&mut self, now: Instant) {
-        if self.done || self.role != Role::Initiator || self.stage_deadline.is_some() {
+        // Direct runs alongside the Offer/Answer exchange, not alongside other strategies:
+        // two strategies racing could make the winner depend on luck rather than on the
+        // plan.
+        if self.done
+            || self.role != Role::Initiator
+            || self.stage_deadline.is_some()
+            || self.direct_running
+        {
             return;
         }
         if self.stage >= self.order.len() {
@@ -1720,7 +1730,11 @@ impl Negotiator {
             r.built = true;
             match path {
                 Some(path) => {
-                    let pipe = self.new_stream(now, path);
+                    let plain = matches!(path, Path::Udp { .. });
+                    let mut pipe = self.new_stream(now, path);
+                    if plain && let Some(p) = pipe.as_mut() {
+                        p.open_first(now);
+                    }
                     self.add_stream(now, Strategy::Relay, pipe);
                     self.pump_streams(now);
                 }

@@ -71,7 +71,18 @@ pub struct DatagramPipe {
     actions: VecDeque<Action>,
     events: VecDeque<StreamEvent>,
     relay_failed: bool,
+    /// Openers still to send, and when the next is due (see [`OPENER`]).
+    opener: Option<(u32, Instant)>,
 }
+
+/// What the side without an allocation sends to the peer's relayed address until the peer
+/// answers: the peer's TURN client learns our address from it (and the TURN server, once
+/// the peer's permission is in, relays it). Neither side's stream would speak first
+/// otherwise: the responder's HELLO waits for our address, our HELLO for the responder's.
+pub(crate) const OPENER: &[u8] = b"P2PO";
+/// Openers sent at most, one per [`OPENER_INTERVAL`].
+const OPENERS: u32 = 50;
+const OPENER_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
 
 impl DatagramPipe {
     pub(crate) fn new(conn: Connection, path: Path) -> Self {
@@ -83,7 +94,14 @@ impl DatagramPipe {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             relay_failed: false,
+            opener: None,
         }
+    }
+
+    /// Sends [`OPENER`]s to the remote until it answers (see there).
+    pub(crate) fn open_first(&mut self, now: Instant) {
+        self.opener = Some((OPENERS, now));
+        self.handle_timeout(now);
     }
 
     /// The UDP sockets this pipe sends from (the driver must keep them open).
@@ -177,6 +195,7 @@ impl DatagramPipe {
         match &mut self.path {
             Path::Udp { local, remote } => {
                 if source == *remote && destination == *local {
+                    self.opener = None;
                     let _ = self.conn.handle_input(now, bytes);
                 }
             }
@@ -208,6 +227,12 @@ impl DatagramPipe {
 
     /// Time passed.
     pub fn handle_timeout(&mut self, now: Instant) {
+        if let (Some((left, at)), Path::Udp { local, remote }) = (self.opener, &self.path)
+            && now >= at
+        {
+            self.out.push_back((*local, *remote, OPENER.to_vec()));
+            self.opener = (left > 1).then(|| (left - 1, now + OPENER_INTERVAL));
+        }
         self.conn.handle_timeout(now);
         if let Path::Relay { turn, .. } = &mut self.path {
             turn.handle_timeout(now);
@@ -217,7 +242,14 @@ impl DatagramPipe {
 
     /// When to call [`handle_timeout`](Self::handle_timeout) next.
     pub fn poll_timeout(&self) -> Option<Timeout> {
-        let conn = self.conn.poll_timeout();
+        let opener = self.opener.map(|(_, at)| Timeout {
+            at,
+            reason: "relay opener",
+        });
+        let conn = match (self.conn.poll_timeout(), opener) {
+            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
+            (a, b) => a.or(b),
+        };
         let turn = match &self.path {
             Path::Relay { turn, .. } => turn.poll_timeout(),
             Path::Udp { .. } => None,
