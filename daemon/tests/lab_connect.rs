@@ -224,6 +224,7 @@ fn exchange(
     args.extend(node_flags(&hc, family));
     let c = spawn(lab.host(connector), args, up, "connect");
     let cv = wait_event(&c.stderr, "connected", LIMIT);
+    let moving = Instant::now();
     let lv = wait_event(&l.stderr, "connected", LIMIT);
     assert_eq!(
         cv["strategy"], lv["strategy"],
@@ -237,6 +238,13 @@ fn exchange(
     assert_eq!(ln, len, "listener received {ln} bytes");
     assert!(ch == want_down, "connector's SHA-256 differs");
     assert!(lh == want_up, "listener's SHA-256 differs");
+    let secs = moving.elapsed().as_secs_f64();
+    eprintln!(
+        "{} B each way by {} in {secs:.2} s (≈ {:.1} Mbit/s per direction, debug build)",
+        len,
+        cv["strategy"],
+        len as f64 * 8.0 / secs / 1e6
+    );
     Outcome {
         strategy: cv["strategy"].as_str().unwrap().to_string(),
         connect_ms: cv["connect_ms"].as_u64().unwrap_or(0),
