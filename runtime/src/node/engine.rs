@@ -59,6 +59,8 @@ const MAX_BIND: u16 = 512;
 const PIPE_QUEUE: usize = 1024;
 /// Bytes queued for one TCP connection before it counts as broken.
 const MAX_TCP_OUT: usize = 1024 * 1024;
+/// The longest the engine waits for the signaler to take a message.
+const SIGNAL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Log lines kept per attempt for the error message.
 const MAX_LOG: usize = 32;
 
@@ -247,7 +249,6 @@ impl<R: Runtime> Engine<R> {
             if !commands_open && !keepalive_open {
                 return;
             }
-            let now = self.rt.now();
             let deadline = self.next_deadline();
             let mut sleep = deadline.map(|d| Box::pin(self.rt.sleep_until(d)));
             let wake = {
@@ -370,7 +371,6 @@ impl<R: Runtime> Engine<R> {
                 })
                 .await
             };
-            let _ = now;
             let now = self.rt.now();
             match wake {
                 Wake::Command(None) => commands_open = false,
@@ -449,9 +449,15 @@ impl<R: Runtime> Engine<R> {
         for a in due {
             let over = self.negotiations.get(&a).is_some_and(|n| n.deadline <= now);
             if over {
-                if let Some(n) = self.negotiations.get_mut(&a) {
-                    n.log
-                        .push("gave up: the node's time limit for a connection passed".into());
+                // The caller hears of the time limit, not of the cancellation it causes.
+                if let Some(n) = self.negotiations.get_mut(&a)
+                    && let Some(reply) = n.reply.take()
+                {
+                    let log = std::mem::take(&mut n.log);
+                    let _ = reply.try_send(Err(ConnectError::Timeout {
+                        waited: self.connect_limit,
+                        log,
+                    }));
                 }
                 self.feed(a, now, |neg, now| neg.cancel(now)).await;
                 self.finish_negotiation(a, None);
@@ -818,7 +824,20 @@ impl<R: Runtime> Engine<R> {
                 let Some(peer) = self.negotiations.get(&a).map(|n| n.peer.clone()) else {
                     return;
                 };
-                if let Err(e) = self.signaling.send(&peer, SIGNAL_KIND, &bytes).await {
+                // Bounded: a signaler stuck on a full event queue (which this task
+                // drains) must not deadlock the two.
+                let sent = until(
+                    &self.rt,
+                    now + SIGNAL_SEND_TIMEOUT,
+                    self.signaling.send(&peer, SIGNAL_KIND, &bytes),
+                )
+                .await;
+                let err = match sent {
+                    Some(Ok(_)) => None,
+                    Some(Err(e)) => Some(e.to_string()),
+                    None => Some("the signaler did not take the message in time".into()),
+                };
+                if let Some(e) = err {
                     tracing::warn!("attempt {a}: signaling: {e}");
                     self.log(a, format!("signaling: {e}"));
                 }
