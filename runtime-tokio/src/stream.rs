@@ -75,3 +75,16 @@ impl AsyncWrite for TokioConnection {
         self.get_mut().0.poll_shutdown_write(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a server that stores pipes as boxed `AsyncRead + AsyncWrite + Send + Unpin`
+    /// trait objects needs of it.
+    #[test]
+    fn boxes_as_a_tokio_pipe() {
+        fn pipe<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static>() {}
+        pipe::<TokioConnection>();
+    }
+}
