@@ -6,7 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use p2pd_core::addr::{Interface as AddrInterface, MAX_INTERFACES, Route as AddrRoute};
-use p2pd_core::nat::{ClassifierConfig, Delta, DeltaKind, NatType};
+use p2pd_core::nat::{
+    Classification, ClassifierConfig, Delta, DeltaKind, MappingBehaviour, NatType,
+};
 use p2pd_core::rng::Rng;
 
 use super::config::NodeError;
@@ -72,24 +74,12 @@ pub(crate) async fn discover_and_bind<R: Runtime>(
             let Some(route) = r.routes.iter().find(|x| x.family == family) else {
                 continue;
             };
-            let (nat, delta) = match r.nat.iter().find(|n| n.family == family).map(|n| &n.result) {
-                Some(Ok(c)) => (
-                    c.nat_type.unwrap_or(NatType::Symmetric),
-                    c.delta.unwrap_or(Delta {
-                        kind: DeltaKind::Random,
-                        value: 0,
-                    }),
-                ),
-                // Undecided: assume the worst, so the negotiator does not count on a
-                // punch that cannot work (relay stays possible).
-                _ => (
-                    NatType::Symmetric,
-                    Delta {
-                        kind: DeltaKind::Random,
-                        value: 0,
-                    },
-                ),
-            };
+            let (nat, delta) = verdict(
+                r.nat
+                    .iter()
+                    .find(|n| n.family == family)
+                    .and_then(|n| n.result.as_ref().ok()),
+            );
             candidates.push(Candidate {
                 interface: r.interface.name.clone(),
                 index,
@@ -129,6 +119,25 @@ pub(crate) async fn discover_and_bind<R: Runtime>(
         }
     }
     Ok((bound, ifaces))
+}
+
+/// What the address says about a route's NAT. Where the classifier could not decide
+/// (plain STUN servers cannot test filtering), the most restrictive type consistent with
+/// what it did see: a punch the peer cannot make is never advertised, the relay stays.
+fn verdict(c: Option<&Classification>) -> (NatType, Delta) {
+    let random = Delta {
+        kind: DeltaKind::Random,
+        value: 0,
+    };
+    let Some(c) = c else {
+        return (NatType::Symmetric, random);
+    };
+    let nat = c.nat_type.unwrap_or(match (c.translated, c.mapping) {
+        (Some(false), _) => NatType::SymmetricUdpFirewall,
+        (_, Some(MappingBehaviour::EndpointIndependent)) => NatType::PortRestrictedCone,
+        _ => NatType::Symmetric,
+    });
+    (nat, c.delta.unwrap_or(random))
 }
 
 /// Binds every candidate's TCP listener and UDP socket on one port.
@@ -180,4 +189,49 @@ fn bind_on<R: Runtime>(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn undecided(translated: Option<bool>, mapping: Option<MappingBehaviour>) -> Classification {
+        Classification {
+            nat_type: None,
+            translated,
+            mapping,
+            filtering: None,
+            delta: None,
+            external: None,
+            local: "192.0.2.1:1".parse().unwrap(),
+            server: None,
+            other_address: None,
+            unreachable: Vec::new(),
+            hairpinning: None,
+            tests: Vec::new(),
+            rtt: None,
+            elapsed: std::time::Duration::ZERO,
+            requests: 0,
+            notes: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn undecided_verdicts_are_the_most_restrictive_consistent_ones() {
+        assert_eq!(verdict(None).0, NatType::Symmetric);
+        assert_eq!(verdict(None).1.kind, DeltaKind::Random);
+        let c = undecided(Some(false), None);
+        assert_eq!(verdict(Some(&c)).0, NatType::SymmetricUdpFirewall);
+        let c = undecided(Some(true), Some(MappingBehaviour::EndpointIndependent));
+        assert_eq!(verdict(Some(&c)).0, NatType::PortRestrictedCone);
+        let c = undecided(Some(true), Some(MappingBehaviour::AddressDependent));
+        assert_eq!(verdict(Some(&c)).0, NatType::Symmetric);
+        let mut c = undecided(Some(true), None);
+        c.nat_type = Some(NatType::FullCone);
+        c.delta = Some(Delta {
+            kind: DeltaKind::Equal,
+            value: 0,
+        });
+        assert_eq!(verdict(Some(&c)), (NatType::FullCone, c.delta.unwrap()));
+    }
 }
