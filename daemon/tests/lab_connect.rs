@@ -61,11 +61,13 @@ impl Drop for Home {
 enum Family {
     V4,
     V6,
+    /// Both: STUN servers of both families, so addresses carry both routes.
+    Both,
 }
 
 fn node_flags(home: &Home, family: Family) -> Vec<String> {
     let (stun, turn) = match family {
-        Family::V4 => (
+        Family::V4 | Family::Both => (
             format!("{SERVER_IP1}:{STUN_PORT}"),
             format!("{TURN_USER}:{TURN_PASSWORD}@{SERVER_IP1}:{STUN_PORT}"),
         ),
@@ -74,7 +76,11 @@ fn node_flags(home: &Home, family: Family) -> Vec<String> {
             format!("{TURN_USER}:{TURN_PASSWORD}@[{SERVER_IP6_1}]:{STUN_PORT}"),
         ),
     };
-    vec![
+    let mut flags = Vec::new();
+    if family == Family::Both {
+        flags.extend(["--stun".into(), format!("[{SERVER_IP6_1}]:{STUN_PORT}")]);
+    }
+    flags.extend([
         "--stun".into(),
         stun,
         "--mqtt".into(),
@@ -84,7 +90,8 @@ fn node_flags(home: &Home, family: Family) -> Vec<String> {
         "--home".into(),
         home.0.to_string_lossy().into_owned(),
         "--json".into(),
-    ]
+    ]);
+    flags
 }
 
 /// Deterministic bytes: a seeded xorshift stream.
@@ -329,6 +336,9 @@ fn ipv6_through_firewalls() {
     // Stateful firewalls drop unsolicited connections (no direct, no reverse) but keep
     // ports: TCP simultaneous open is the oracle's first choice.
     assert_eq!(o.strategy, "tcp_punch");
+    // Dual stack (IPv4 behind NAT, IPv6 behind the firewall): IPv6 is preferred.
+    let o = exchange(&lab, 1, 0, Family::Both, None, TEN_MB);
+    assert!(o.remote.starts_with('['), "IPv6 preferred: {}", o.remote);
 }
 
 /// A timing row: name, router kinds, listener and connector hosts, strategies.
