@@ -310,5 +310,7 @@ async fn copy(conn: Connection<Tokio>) -> Result<()> {
             .into());
         }
     }
+    // Let the last acknowledgements and the relay's release go out before exiting.
+    let _ = tokio::time::timeout(FINISH_TIMEOUT, conn.close()).await;
     Ok(())
 }

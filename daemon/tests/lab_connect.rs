@@ -299,6 +299,16 @@ fn symmetric_symmetric_relays() {
 }
 
 #[test]
+fn udp_blocked_side_relays_over_tcp() {
+    p2pd_lab::require!();
+    // Host 0's router drops all UDP from its LAN: the node advertises itself `blocked`
+    // and reaches coturn over TCP; the peer relays over UDP.
+    let lab = lab(RouterKind::UdpBlocked, CONE);
+    let o = exchange(&lab, 1, 0, Family::V4, None, TEN_MB);
+    assert_eq!(o.strategy, "relay");
+}
+
+#[test]
 fn public_side_direct_and_reverse() {
     p2pd_lab::require!();
     // Host 0 sits behind a plain router: on the public segment, no NAT.

@@ -37,6 +37,12 @@ impl TokioConnection {
     pub async fn finish(&mut self) -> io::Result<()> {
         self.0.finish().await
     }
+
+    /// Ends the connection and waits until its last packets are out (see
+    /// [`Connection::close`]).
+    pub async fn close(self) {
+        self.0.close().await
+    }
 }
 
 impl From<Connection<Tokio>> for TokioConnection {

@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     pub(crate) dropped: bool,
     /// Why the pipe failed, once it did.
     pub(crate) failure: Option<String>,
+    /// The pipe's task ended (after [`Connection::close`] or a drop).
+    pub(crate) task_done: bool,
 }
 
 impl Shared {
@@ -103,6 +105,7 @@ impl Shared {
             close_waker: None,
             dropped: false,
             failure: None,
+            task_done: false,
         }
     }
 
@@ -312,6 +315,26 @@ impl<R: Runtime> Connection<R> {
                 s.close_waker = Some(cx.waker().clone());
                 Poll::Pending
             }
+        }
+    }
+
+    /// Ends the connection and waits until it is gone: for a datagram pipe, until its
+    /// task sent its last packets and released the relay (at most about 10 s while the
+    /// peer still has unacknowledged data), so a process may exit right after; for TCP,
+    /// at once (the kernel finishes the close).
+    pub async fn close(self) {
+        if let Inner::Datagram(d) = &self.inner {
+            lock(&d.shared).dropped = true;
+            d.kick();
+            poll_fn(|cx| {
+                let mut s = lock(&d.shared);
+                if s.task_done {
+                    return Poll::Ready(());
+                }
+                s.close_waker = Some(cx.waker().clone());
+                Poll::Pending
+            })
+            .await;
         }
     }
 

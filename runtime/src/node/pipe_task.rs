@@ -59,7 +59,7 @@ pub(crate) async fn run<R: Runtime>(
         // Drain the pipe under the lock; send after releasing it.
         let now = rt.now();
         let mut transmits: Vec<(SocketAddr, SocketAddr, Vec<u8>)> = Vec::new();
-        let (deadline, finished) = {
+        let (deadline, finished, wake) = {
             let mut s = lock(&shared);
             while let Some(t) = s.pipe.poll_transmit() {
                 transmits.push((t.source, t.destination, t.contents.to_vec()));
@@ -86,9 +86,7 @@ pub(crate) async fn run<R: Runtime>(
                 s.failure =
                     Some("the TURN relay failed (allocation expired or server gone)".into());
             }
-            if any || s.failure.is_some() {
-                s.wake_all();
-            }
+            let wake = any || s.failure.is_some();
             if s.dropped && dropped_at.is_none() {
                 dropped_at = Some(now);
             }
@@ -100,13 +98,20 @@ pub(crate) async fn run<R: Runtime>(
                     transmits.push((t.source, t.destination, t.contents.to_vec()));
                 }
             }
-            (s.pipe.poll_timeout().map(|t| t.at), finished)
+            (s.pipe.poll_timeout().map(|t| t.at), finished, wake)
         };
         for (source, destination, bytes) in &transmits {
             if let Some((_, sock)) = sockets.iter().find(|(a, _)| a == source) {
                 // A send error concerns one datagram: the stream retransmits.
                 let _ = sock.send_to(bytes, *destination).await;
             }
+        }
+        // Wake the application only after sending: what the event answers (the ack of
+        // the peer's last bytes) is out before the application may exit.
+        if wake || finished {
+            let mut s = lock(&shared);
+            s.task_done = finished;
+            s.wake_all();
         }
         if finished {
             return;
@@ -169,11 +174,13 @@ pub(crate) async fn run<R: Runtime>(
                 }
             }
             Wake::Datagram(None) => {
-                // The node is gone: nothing more arrives.
                 inbound_open = false;
-                s.failure.get_or_insert_with(|| "the node stopped".into());
-                s.dropped = true;
-                s.wake_all();
+                // A pipe on UDP sockets hears nothing more once the node that reads them
+                // is gone; a relay over TCP never needed it.
+                if !sockets.is_empty() {
+                    s.failure.get_or_insert_with(|| "the node stopped".into());
+                    s.wake_all();
+                }
             }
             Wake::TcpData(n) => {
                 if let Some(t) = &tcp {

@@ -14,7 +14,7 @@ use p2pd_core::rng::Rng;
 use super::config::NodeError;
 use crate::interfaces::{self, Family};
 use crate::net::{bind_udp, listen_tcp};
-use crate::routes::{RouteConfig, discover};
+use crate::routes::{RouteConfig, RouteError, discover};
 use crate::runtime::{AsyncTcpListener, Runtime};
 
 /// Attempts at finding a port free for TCP and UDP on every route.
@@ -99,6 +99,47 @@ pub(crate) async fn discover_and_bind<R: Runtime>(
             if index == MAX_INTERFACES {
                 break;
             }
+        }
+    }
+    // A host whose UDP is blocked learns no route by STUN at all; it can still connect
+    // over TCP (relay over TCP to the TURN server, or to a public peer). When no family
+    // got a route, advertise the default interface as `blocked`, so peers plan
+    // accordingly. (Not when one family works: an IPv6 without internet next to a
+    // working IPv4 must not be advertised, or it would be preferred.)
+    let none_found = candidates.is_empty();
+    for family in Family::ALL {
+        if !none_found || candidates.iter().any(|c| c.family == family) {
+            continue;
+        }
+        let stun_failed = |r: &&crate::routes::InterfaceRoutes| {
+            r.errors.iter().find_map(|e| match e {
+                RouteError::Stun { local, .. } if Family::of(*local) == family => Some(*local),
+                _ => None,
+            })
+        };
+        let blocked = found
+            .iter()
+            .filter(|r| r.interface.default_for.contains(&family))
+            .chain(found.iter())
+            .find_map(|r| stun_failed(&r).map(|ip| (r, ip)));
+        if let Some((r, ip)) = blocked {
+            candidates.push(Candidate {
+                interface: r.interface.name.clone(),
+                index,
+                family,
+                route: AddrRoute {
+                    // Unknown: the internal address stands in (it matches no peer's).
+                    external: ip,
+                    internal: ip,
+                    port: 0,
+                    nat: NatType::Blocked,
+                    delta: Delta {
+                        kind: DeltaKind::Random,
+                        value: 0,
+                    },
+                },
+            });
+            index += 1;
         }
     }
     if candidates.is_empty() {
