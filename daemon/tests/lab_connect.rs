@@ -14,6 +14,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -43,7 +44,11 @@ struct Home(PathBuf);
 
 impl Home {
     fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("p2pd-labconn-{}-{tag}", std::process::id()));
+        // Unique per call: tests run in parallel, and two nodes sharing a home would
+        // share an identity.
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("p2pd-labconn-{}-{tag}-{n}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         Home(p)
