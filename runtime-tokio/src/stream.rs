@@ -92,5 +92,8 @@ mod tests {
     fn boxes_as_a_tokio_pipe() {
         fn pipe<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static>() {}
         pipe::<TokioConnection>();
+        // A server shares one node between its handlers.
+        fn shared<T: Send + Sync + 'static>() {}
+        shared::<p2pd_runtime::node::Node<Tokio>>();
     }
 }

@@ -204,7 +204,8 @@ impl<R: Runtime> Node<R> {
         }
     }
 
-    /// The next connection a peer made to this node.
+    /// The next connection a peer made to this node (none ever comes when
+    /// [`NodeConfig::accept`] is off).
     pub async fn accept(&self) -> Result<Connection<R>, NodeError> {
         self.incoming.recv().await.map_err(|_| NodeError::Stopped)
     }
