@@ -47,6 +47,12 @@ pub enum Command {
     /// Run the local REST API (127.0.0.1:12333 and [::1]:12333) through which other
     /// programs open and use connections.
     Daemon(crate::rest::DaemonArgs),
+    /// Start a node, print its address on stderr, accept one connection and copy it
+    /// to and from stdin/stdout (like `nc -l`).
+    Listen(crate::node_cmd::ListenArgs),
+    /// Connect to a node by its address and copy the connection to and from
+    /// stdin/stdout (like `nc`); prints the strategy used on stderr.
+    Connect(crate::node_cmd::ConnectArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -13,11 +13,15 @@
 //! ```
 //!
 //! Precedence per list: `--stun` flags replace the file's list; the file's list replaces
-//! the built-in defaults ([`DEFAULT_STUN`]).
+//! the built-in defaults ([`DEFAULT_STUN`]). A node (`p2pd listen`, `p2pd connect`) also
+//! reads `mqtt = ["HOST[:PORT]", …]` and `turn = ["USER:PASS@HOST:PORT", …]`, replaced
+//! by `--mqtt` and `--turn` flags; they have no built-in defaults.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
+use p2pd_core::addr::Broker;
+use p2pd_tokio::node::TurnSpec;
 use serde::Deserialize;
 
 use crate::cli::{STUN_PORT, parse_host_port};
@@ -33,6 +37,12 @@ pub struct Config {
     /// STUN servers.
     #[serde(default)]
     pub stun: Option<Vec<String>>,
+    /// MQTT brokers for a node's signaling, `HOST[:PORT]` (port 1883 by default).
+    #[serde(default)]
+    pub mqtt: Option<Vec<String>>,
+    /// TURN servers for a node's relay strategy, `USER:PASS@HOST:PORT`.
+    #[serde(default)]
+    pub turn: Option<Vec<String>>,
     /// Name servers (`p2pd name`); there are no built-in ones.
     #[serde(default)]
     pub names: Option<Vec<String>>,
@@ -68,6 +78,18 @@ pub enum ConfigError {
         path: PathBuf,
         /// What the parser said.
         message: String,
+    },
+    /// A node server entry (MQTT broker, TURN server) is malformed.
+    #[error("{what} '{entry}' ({origin}): {problem}")]
+    Entry {
+        /// What kind of server.
+        what: &'static str,
+        /// The entry as written.
+        entry: String,
+        /// Where it came from.
+        origin: String,
+        /// What is wrong with it.
+        problem: String,
     },
     /// A server entry is neither an address nor a resolvable name.
     #[error("STUN server '{entry}' ({origin}): {problem}")]
@@ -198,6 +220,82 @@ pub fn stun_servers(
     Ok(out)
 }
 
+/// The MQTT brokers a node listens on: `flags` if any, else the file's `mqtt` list.
+pub fn mqtt_brokers(
+    flags: &[Broker],
+    config: &Config,
+    file: Option<&Path>,
+) -> Result<Vec<Broker>, ConfigError> {
+    if !flags.is_empty() {
+        return Ok(flags.to_vec());
+    }
+    let origin = file.map_or("config file".into(), |p| format!("from {}", p.display()));
+    let mut out = Vec::new();
+    for entry in config.mqtt.iter().flatten() {
+        let b: Broker =
+            entry
+                .parse()
+                .map_err(|e: p2pd_core::addr::BrokerError| ConfigError::Entry {
+                    what: "MQTT broker",
+                    entry: entry.clone(),
+                    origin: origin.clone(),
+                    problem: e.to_string(),
+                })?;
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    Ok(out)
+}
+
+/// The TURN servers a node may relay through: `flags` if any, else the file's `turn` list.
+pub fn turn_servers(
+    flags: &[TurnSpec],
+    config: &Config,
+    file: Option<&Path>,
+) -> Result<Vec<TurnSpec>, ConfigError> {
+    if !flags.is_empty() {
+        return Ok(flags.to_vec());
+    }
+    let origin = file.map_or("config file".into(), |p| format!("from {}", p.display()));
+    config
+        .turn
+        .iter()
+        .flatten()
+        .map(|entry| {
+            parse_turn(entry).map_err(|problem| ConfigError::Entry {
+                what: "TURN server",
+                entry: entry.clone(),
+                origin: origin.clone(),
+                problem,
+            })
+        })
+        .collect()
+}
+
+/// `USER:PASS@HOST:PORT` (HOST an IP, `[IPv6]`, or a name resolved now; port 3478 by
+/// default). The password may contain `:` and `@`; the user may not contain `:`.
+pub fn parse_turn(s: &str) -> Result<TurnSpec, String> {
+    let bad = |why: &str| format!("'{s}' is not USER:PASS@HOST:PORT: {why}");
+    let (creds, host) = s.rsplit_once('@').ok_or_else(|| bad("no '@'"))?;
+    let (user, pass) = creds
+        .split_once(':')
+        .ok_or_else(|| bad("no ':' between user and password"))?;
+    if user.is_empty() {
+        return Err(bad("the user is empty"));
+    }
+    let server = resolve(host)
+        .map_err(|e| bad(&e))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| bad("the host has no address"))?;
+    Ok(TurnSpec {
+        server,
+        username: user.to_string(),
+        password: pass.to_string(),
+    })
+}
+
 /// `IP`, `IP:PORT`, `[IPv6]:PORT`, `HOST` or `HOST:PORT` (port 3478 by default).
 fn resolve(entry: &str) -> Result<Vec<SocketAddr>, String> {
     if let Ok(a) = parse_host_port(entry) {
@@ -271,6 +369,33 @@ mod tests {
                 .unwrap()
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn node_servers_from_the_file_and_flags() {
+        let file: Config = toml::from_str(
+            r#"mqtt = ["192.0.2.5", "broker.example:1884"]
+turn = ["alice:pa:ss@192.0.2.6:3479"]"#,
+        )
+        .unwrap();
+        let b = mqtt_brokers(&[], &file, None).unwrap();
+        assert_eq!(b[0], Broker::Ip("192.0.2.5:1883".parse().unwrap()));
+        assert_eq!(b[1].to_string(), "broker.example:1884");
+        let t = turn_servers(&[], &file, None).unwrap();
+        assert_eq!(t[0].username, "alice");
+        assert_eq!(t[0].password, "pa:ss");
+        assert_eq!(t[0].server, "192.0.2.6:3479".parse().unwrap());
+        let flag = Broker::Ip("192.0.2.9:1".parse().unwrap());
+        assert_eq!(
+            mqtt_brokers(std::slice::from_ref(&flag), &file, None).unwrap(),
+            [flag]
+        );
+        let bad: Config = toml::from_str(r#"turn = ["nopassword@192.0.2.1"]"#).unwrap();
+        let e = turn_servers(&[], &bad, Some(Path::new("/c.toml"))).unwrap_err();
+        assert!(e.to_string().contains("USER:PASS@HOST:PORT"), "{e}");
+        assert!(parse_turn("u:p@[2001:db8::1]:9").is_ok());
+        assert!(parse_turn("u:p@[2001:db8::1]").is_ok());
+        assert!(parse_turn(":p@192.0.2.1").is_err());
     }
 
     #[test]

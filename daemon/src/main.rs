@@ -6,6 +6,7 @@ mod ifs_cmd;
 mod name_cmd;
 mod name_store;
 mod nat_cmd;
+mod node_cmd;
 mod output;
 mod portmap_cmd;
 mod rest;
@@ -44,6 +45,8 @@ fn main() -> ExitCode {
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
             cli::Command::Sim(cli::SimCommand::Matrix(args)) => sim_cmd::matrix(args),
             cli::Command::Daemon(args) => rest::run(args).await,
+            cli::Command::Listen(args) => node_cmd::listen(args).await,
+            cli::Command::Connect(args) => node_cmd::connect(args).await,
         }
     });
     match result {

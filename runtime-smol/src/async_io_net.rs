@@ -171,7 +171,10 @@ impl AsyncTcpStream for TcpStream {
     }
 
     fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
+        // async-io's `poll_close` only flushes (a no-op for a socket): the FIN needs an
+        // explicit shutdown of the writing half.
+        ready!(Pin::new(&mut self.0).poll_flush(cx))?;
+        Poll::Ready(self.0.get_ref().shutdown(std::net::Shutdown::Write))
     }
 
     fn poll_writable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

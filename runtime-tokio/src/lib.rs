@@ -19,6 +19,10 @@ pub use p2pd_runtime::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+pub use p2pd_runtime::node;
+pub mod stream;
+pub use stream::TokioConnection;
+
 /// The tokio runtime. Must be used from within a tokio runtime (it spawns with
 /// `tokio::spawn`).
 #[derive(Debug, Clone, Copy, Default)]

@@ -5,7 +5,8 @@
 //! `AsyncUdpSocket`); everything else is written once here, generic over it: socket
 //! construction with socket2 ([`net`]), many UDP sockets as one ([`socket_set`]), the
 //! STUN client and server loops ([`stun`]), the NAT classifier driver ([`nat`]),
-//! interface enumeration ([`interfaces`]) and route discovery ([`routes`]).
+//! interface enumeration ([`interfaces`]), route discovery ([`routes`]) and the node
+//! that connects to peers through core's negotiator ([`node`]).
 //! `p2pd-tokio`, `p2pd-smol` and `p2pd-async-std` are the adapters; [`conformance`] is
 //! the suite each of them must pass.
 
@@ -16,6 +17,7 @@ pub mod mqtt;
 pub mod names;
 pub mod nat;
 pub mod net;
+pub mod node;
 pub mod portmap;
 pub mod rng;
 pub mod routes;

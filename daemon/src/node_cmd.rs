@@ -1,0 +1,316 @@
+//! `p2pd listen` and `p2pd connect`: a node, one connection, and stdin/stdout copied to
+//! and from it like `nc -l` / `nc`. stdout carries only the peer's bytes; the node
+//! address, the strategy used and every message go to stderr.
+
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use p2pd_core::addr::{Broker, NodeAddr};
+use p2pd_core::negotiate::Strategy;
+use p2pd_tokio::Tokio;
+use p2pd_tokio::TokioConnection;
+use p2pd_tokio::interfaces::InterfaceFilter;
+use p2pd_tokio::node::{Connection, Node, NodeConfig, TurnSpec};
+use serde::Serialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::cli::parse_host_port;
+use crate::config;
+
+type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+/// How long, after both directions ended, delivery of what we wrote may take.
+const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// stdin chunks read ahead of the connection.
+const STDIN_QUEUE: usize = 16;
+
+/// Flags every node command shares.
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// A STUN server, IP[:PORT]; repeat for more. Replaces the config file's list.
+    #[arg(long = "stun", value_parser = parse_host_port)]
+    pub stun: Vec<SocketAddr>,
+    /// An MQTT broker for signaling, HOST[:PORT] (port 1883 by default); repeat for more.
+    /// Replaces the config file's list.
+    #[arg(long = "mqtt")]
+    pub mqtt: Vec<Broker>,
+    /// A TURN server for the relay strategy, USER:PASS@HOST:PORT; repeat for more.
+    /// Replaces the config file's list.
+    #[arg(long = "turn", value_parser = config::parse_turn)]
+    pub turn: Vec<TurnSpec>,
+    /// The node's home directory (identity key, config.toml). Default: $P2PD_HOME, else
+    /// $XDG_CONFIG_HOME/p2pd, else ~/.config/p2pd. Give each node on one machine its own.
+    #[arg(long)]
+    pub home: Option<PathBuf>,
+    /// Config file (default: HOME/config.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Listen port for TCP and UDP on every interface (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Only this interface (by name, loopback allowed); repeat for more.
+    #[arg(long = "interface")]
+    pub interfaces: Vec<String>,
+    /// Log what the node does on stderr (-vv for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the address and the connection as JSON lines on stderr.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListenArgs {
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The peer's node address (p2pd1:…), as its `p2pd listen` printed it.
+    pub addr: String,
+    /// Strategies to try, comma-separated: direct, reverse, tcp_punch, udp_punch, relay.
+    #[arg(long, default_value = "direct,reverse,tcp_punch,udp_punch,relay")]
+    pub strategies: String,
+    /// Give up connecting after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub node: NodeArgs,
+}
+
+fn init_logging(verbose: u8) {
+    if verbose == 0 {
+        return;
+    }
+    let level = if verbose == 1 { "info" } else { "debug" };
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "p2pd={level},p2pd_runtime={level},p2pd_core={level}"
+        )))
+        .try_init();
+}
+
+/// The node configuration from flags and the config file.
+fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
+    let home = match &args.home {
+        Some(h) => h.clone(),
+        None => config::default_path()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
+    };
+    // --home DIR means DIR/config.toml (optional), never another home's file.
+    let (file, file_path) = match (&args.config, &args.home) {
+        (Some(p), _) => config::load(Some(p))?,
+        (None, Some(h)) if h.join("config.toml").exists() => {
+            config::load(Some(&h.join("config.toml")))?
+        }
+        (None, Some(_)) => (config::Config::default(), None),
+        (None, None) => config::load(None)?,
+    };
+    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
+    let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
+    let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
+    let mut c = NodeConfig::new(home, stun, mqtt, turn);
+    c.port = args.port;
+    c.interfaces = InterfaceFilter {
+        // Naming an interface is asking for it, loopback included.
+        include_loopback: !args.interfaces.is_empty(),
+        include_down: false,
+        names: args.interfaces.clone(),
+    };
+    Ok(c)
+}
+
+#[derive(Serialize)]
+struct Listening<'a> {
+    event: &'static str,
+    addr: String,
+    node_id: String,
+    routes: Vec<RouteJson<'a>>,
+}
+
+#[derive(Serialize)]
+struct Started {
+    event: &'static str,
+    addr: String,
+}
+
+#[derive(Serialize)]
+struct RouteJson<'a> {
+    interface: &'a str,
+    local: SocketAddr,
+    external: std::net::IpAddr,
+    nat_type: String,
+    delta: String,
+}
+
+#[derive(Serialize)]
+struct Connected {
+    event: &'static str,
+    /// From asking the node to connect to the connection being up (connect side only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    connect_ms: Option<u128>,
+    strategy: &'static str,
+    local: SocketAddr,
+    remote: SocketAddr,
+    peer: String,
+}
+
+fn say(text: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{text}");
+    let _ = e.flush();
+}
+
+fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Duration>) -> Result<()> {
+    let i = conn.info();
+    if json {
+        say(&serde_json::to_string(&Connected {
+            event: "connected",
+            connect_ms: took.map(|d| d.as_millis()),
+            strategy: i.strategy.name(),
+            local: i.local,
+            remote: i.remote,
+            peer: i.peer.node_id().to_string(),
+        })?);
+    } else {
+        say(&format!(
+            "connected by {} ({} -> {})",
+            i.strategy, i.local, i.remote
+        ));
+    }
+    Ok(())
+}
+
+pub async fn listen(args: ListenArgs) -> Result<()> {
+    init_logging(args.node.verbose);
+    let config = node_config(&args.node)?;
+    let node = Node::start(&Tokio, config).await?;
+    if args.node.json {
+        let routes = node
+            .routes()
+            .iter()
+            .map(|r| RouteJson {
+                interface: &r.interface,
+                local: r.local,
+                external: r.route.external,
+                nat_type: r.route.nat.to_string(),
+                delta: format!("{} {}", r.route.delta.kind, r.route.delta.value),
+            })
+            .collect();
+        say(&serde_json::to_string(&Listening {
+            event: "listening",
+            addr: node.addr().to_string(),
+            node_id: node.addr().node_id().to_string(),
+            routes,
+        })?);
+    } else {
+        say(&node.addr().to_string());
+    }
+    let conn = node.accept().await?;
+    announce_connection(&conn, args.node.json, None)?;
+    let result = copy(conn).await;
+    drop(node);
+    result
+}
+
+pub async fn connect(args: ConnectArgs) -> Result<()> {
+    init_logging(args.node.verbose);
+    let peer = NodeAddr::parse(&args.addr).map_err(|e| format!("bad node address: {e}"))?;
+    let strategies = Strategy::parse_list(&args.strategies)?;
+    let mut config = node_config(&args.node)?;
+    config.accept = false;
+    config.connect_timeout = Duration::from_secs(args.timeout.max(1));
+    let node = Node::start(&Tokio, config).await?;
+    if args.node.json {
+        say(&serde_json::to_string(&Started {
+            event: "started",
+            addr: node.addr().to_string(),
+        })?);
+    }
+    let started = std::time::Instant::now();
+    let conn = node.connect(&peer, &strategies).await?;
+    announce_connection(&conn, args.node.json, Some(started.elapsed()))?;
+    let result = copy(conn).await;
+    drop(node);
+    result
+}
+
+/// stdin → connection (then shut down its write half) and connection → stdout, until
+/// both ended; then waits until what we wrote was delivered.
+async fn copy(conn: Connection<Tokio>) -> Result<()> {
+    let (mut from_conn, mut to_conn) = tokio::io::split(TokioConnection::new(conn));
+    // stdin is read on a thread of its own: a blocked read must not keep the process
+    // from exiting once the connection failed.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(STDIN_QUEUE);
+    std::thread::spawn(move || {
+        let mut stdin = std::io::stdin().lock();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let r = stdin.read(&mut buf).map(|n| buf[..n].to_vec());
+            let end = !matches!(&r, Ok(b) if !b.is_empty());
+            if tx.blocking_send(r).is_err() || end {
+                return;
+            }
+        }
+    });
+    let upload = async move {
+        while let Some(chunk) = rx.recv().await {
+            let chunk = chunk.map_err(|e| format!("reading stdin: {e}"))?;
+            if chunk.is_empty() {
+                break;
+            }
+            to_conn
+                .write_all(&chunk)
+                .await
+                .map_err(|e| format!("sending to the peer: {e}"))?;
+        }
+        to_conn
+            .shutdown()
+            .await
+            .map_err(|e| format!("closing the connection for writing: {e}"))?;
+        Ok::<_, String>(to_conn)
+    };
+    let download = async move {
+        let mut stdout = tokio::io::stdout();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = from_conn
+                .read(&mut buf)
+                .await
+                .map_err(|e| format!("receiving from the peer: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            stdout
+                .write_all(&buf[..n])
+                .await
+                .map_err(|e| format!("writing stdout: {e}"))?;
+        }
+        stdout
+            .flush()
+            .await
+            .map_err(|e| format!("writing stdout: {e}"))?;
+        Ok::<_, String>(from_conn)
+    };
+    // The first error ends both: a broken connection must not wait for stdin to end.
+    let (to_conn, from_conn) = tokio::try_join!(upload, download)?;
+    let mut conn = from_conn.unsplit(to_conn);
+    match tokio::time::timeout(FINISH_TIMEOUT, conn.finish()).await {
+        Ok(r) => r.map_err(|e| format!("delivering the last bytes: {e}"))?,
+        Err(_) => {
+            return Err(format!(
+                "the peer did not acknowledge the last bytes within {FINISH_TIMEOUT:?}"
+            )
+            .into());
+        }
+    }
+    // Let the last acknowledgements and the relay's release go out before exiting.
+    let _ = tokio::time::timeout(FINISH_TIMEOUT, conn.close()).await;
+    Ok(())
+}
