@@ -12,6 +12,7 @@
 //! | public key | 32 bytes, ed25519 ([`crate::identity::PublicKey`]); the node id derives from it |
 //! | brokers | count (u8, ≤ [`MAX_BROKERS`]), then each: tag `4` + IPv4 + port, tag `6` + IPv6 + port, or tag `h` + length (u8) + host name + port |
 //! | interfaces | count (u8, 1..=[`MAX_INTERFACES`]), then each: a family mask (bit 0 IPv4, bit 1 IPv6), then per family present, IPv4 first: external IP, internal IP, listen port (u16), NAT type (u8 1..=7), delta kind (u8 1..=5), delta value (i32) |
+//! | mapped ports (optional) | absent when no gateway forwards a port to the node; else tag `m`, count (u8), then each, in (interface, family) order: interface index (u8), family (u8: 1 IPv4, 2 IPv6), external port (u16) — see [`MappedPort`] |
 //!
 //! **Why binary + base32 rather than a readable grammar.** P2PD's text grammar
 //! (`3,7-[0,0,203.0.113.9,…]-…`) mixes `-`, `,`, `[`, `|` and IPv6 colons: shells,
@@ -36,5 +37,5 @@ mod node_addr;
 pub use broker::{Broker, BrokerError, MQTT_PORT};
 pub use error::AddrError;
 pub use node_addr::{
-    Interface, MAX_BROKERS, MAX_INTERFACES, MAX_TEXT_LEN, NodeAddr, PREFIX, Route,
+    Interface, MAX_BROKERS, MAX_INTERFACES, MAX_TEXT_LEN, MappedPort, NodeAddr, PREFIX, Route,
 };

@@ -24,6 +24,8 @@ const MAX_DELTA: i32 = 65535;
 const TAG_V4: u8 = b'4';
 const TAG_V6: u8 = b'6';
 const TAG_NAME: u8 = b'h';
+/// Extension tag: the ports gateways forward to the node (see [`MappedPort`]).
+const TAG_MAPPED: u8 = b'm';
 const FAMILY_V4: u8 = 1;
 const FAMILY_V6: u8 = 2;
 
@@ -51,6 +53,20 @@ pub struct Interface {
     pub v6: Option<Route>,
 }
 
+/// A TCP port that the gateway in front of one route forwards to the node's listen port
+/// on that route (mapped by PCP, NAT-PMP or UPnP IGD): peers connect straight to the
+/// route's external address and this port, though the NAT drops other unsolicited
+/// connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MappedPort {
+    /// The interface's position in the address.
+    pub interface: u8,
+    /// The route's family: `false` IPv4, `true` IPv6.
+    pub v6: bool,
+    /// The external port.
+    pub port: u16,
+}
+
 /// A checked node address. Build one with [`NodeAddr::new`] or parse one; either way it
 /// is valid, so printing it cannot fail and parsing the print gives it back.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -58,6 +74,8 @@ pub struct NodeAddr {
     key: PublicKey,
     brokers: Vec<Broker>,
     interfaces: Vec<Interface>,
+    /// Sorted by (interface, family), at most one per route.
+    mapped: Vec<MappedPort>,
 }
 
 impl NodeAddr {
@@ -104,7 +122,51 @@ impl NodeAddr {
             key,
             brokers,
             interfaces,
+            mapped: Vec::new(),
         })
+    }
+
+    /// This address with `ports` forwarded by gateways (replacing any it had). Each must
+    /// name a route the address has, one port per route, and not port 0.
+    pub fn with_mapped_ports(mut self, mut ports: Vec<MappedPort>) -> Result<Self, AddrError> {
+        ports.sort();
+        for (i, m) in ports.iter().enumerate() {
+            let fam = if m.v6 { "IPv6" } else { "IPv4" };
+            let field = format!("interface {} {fam} mapped port", m.interface);
+            let invalid = |problem: &str| AddrError::Invalid {
+                field: field.clone(),
+                problem: problem.into(),
+            };
+            let route = self
+                .interfaces
+                .get(usize::from(m.interface))
+                .and_then(|iface| if m.v6 { iface.v6 } else { iface.v4 });
+            if route.is_none() {
+                return Err(invalid("the address has no such route"));
+            }
+            if m.port == 0 {
+                return Err(invalid("port 0 cannot be connected to"));
+            }
+            if i > 0 && (ports[i - 1].interface, ports[i - 1].v6) == (m.interface, m.v6) {
+                return Err(invalid("a route has one mapped port at most"));
+            }
+        }
+        self.mapped = ports;
+        Ok(self)
+    }
+
+    /// The ports gateways forward to this node, by route.
+    pub fn mapped_ports(&self) -> &[MappedPort] {
+        &self.mapped
+    }
+
+    /// The port the gateway of interface `interface`'s route of that family forwards to
+    /// the node, if any.
+    pub fn mapped_port(&self, interface: usize, v6: bool) -> Option<u16> {
+        self.mapped
+            .iter()
+            .find(|m| usize::from(m.interface) == interface && m.v6 == v6)
+            .map(|m| m.port)
     }
 
     /// The node's public key.
@@ -165,6 +227,15 @@ impl NodeAddr {
                 out.push(nat_code(r.nat));
                 out.push(delta_code(r.delta.kind));
                 out.extend_from_slice(&r.delta.value.to_be_bytes());
+            }
+        }
+        if !self.mapped.is_empty() {
+            out.push(TAG_MAPPED);
+            out.push(self.mapped.len() as u8);
+            for m in &self.mapped {
+                out.push(m.interface);
+                out.push(if m.v6 { FAMILY_V6 } else { FAMILY_V4 });
+                out.extend_from_slice(&m.port.to_be_bytes());
             }
         }
         out
@@ -275,10 +346,15 @@ impl NodeAddr {
             }
             interfaces.push(iface);
         }
+        let mapped = if r.pos < payload.len() {
+            read_mapped(&mut r)?
+        } else {
+            Vec::new()
+        };
         if r.pos != payload.len() {
             return Err(AddrError::TrailingBytes(payload.len() - r.pos));
         }
-        NodeAddr::new(key, brokers, interfaces)
+        NodeAddr::new(key, brokers, interfaces)?.with_mapped_ports(mapped)
     }
 }
 
@@ -381,6 +457,63 @@ fn read_route(r: &mut Reader<'_>, field: &str, v6: bool) -> Result<Route, AddrEr
         nat,
         delta: Delta { kind, value },
     })
+}
+
+/// The optional extension after the interfaces: tag `m`, a count (1..=2 ×
+/// [`MAX_INTERFACES`]), then per mapped port, in (interface, family) order: interface
+/// index (u8), family (1 IPv4, 2 IPv6), external port (u16). Only the canonical order is
+/// accepted, so that parse and print stay exact inverses.
+fn read_mapped(r: &mut Reader<'_>) -> Result<Vec<MappedPort>, AddrError> {
+    let invalid = |field: &str, problem: String| AddrError::Invalid {
+        field: field.into(),
+        problem,
+    };
+    let tag = r.u8(&|| "the extension tag".into())?;
+    if tag != TAG_MAPPED {
+        return Err(invalid(
+            "extension tag",
+            format!(
+                "unknown extension {tag:#04x}: the address may come from a newer p2pd; upgrade p2pd"
+            ),
+        ));
+    }
+    let n = usize::from(r.u8(&|| "the mapped port count".into())?);
+    if n == 0 || n > 2 * MAX_INTERFACES {
+        return Err(invalid(
+            "mapped port count",
+            format!(
+                "{n} mapped ports; an address has 1 to {}",
+                2 * MAX_INTERFACES
+            ),
+        ));
+    }
+    let mut out: Vec<MappedPort> = Vec::with_capacity(n);
+    for i in 0..n {
+        let f = |what: &str| format!("mapped port {i} {what}");
+        let interface = r.u8(&|| f("interface"))?;
+        let v6 = match r.u8(&|| f("family"))? {
+            FAMILY_V4 => false,
+            FAMILY_V6 => true,
+            other => return Err(invalid(&f("family"), format!("unknown family {other}"))),
+        };
+        let port = r.u16(&|| f("port"))?;
+        let m = MappedPort {
+            interface,
+            v6,
+            port,
+        };
+        if out
+            .last()
+            .is_some_and(|p| (p.interface, p.v6) >= (m.interface, m.v6))
+        {
+            return Err(invalid(
+                &f("order"),
+                "mapped ports must be listed once per route, in interface and family order".into(),
+            ));
+        }
+        out.push(m);
+    }
+    Ok(out)
 }
 
 /// A cursor over the payload whose errors name the field being read.
@@ -566,8 +699,11 @@ mod tests {
         no_family[nat_at - 11] = 0;
         no_family.truncate(nat_at - 10);
         assert_eq!(field_of(&no_family), "interface 0");
+        let mut unknown = good.clone();
+        unknown.push(0);
+        assert_eq!(field_of(&unknown), "extension tag");
         let mut extra = good.clone();
-        extra.push(0);
+        extra.extend_from_slice(&[TAG_MAPPED, 1, 0, FAMILY_V4, 0, 1, 0]);
         assert_eq!(
             NodeAddr::parse(&with_sum(&extra)).unwrap_err(),
             AddrError::TrailingBytes(1)
@@ -600,6 +736,76 @@ mod tests {
         );
         let e = NodeAddr::new(key, vec![], vec![]).unwrap_err();
         assert!(e.to_string().contains("interfaces"), "{e}");
+    }
+
+    #[test]
+    fn mapped_ports_round_trip_and_are_checked() {
+        let plain = example();
+        let m4 = MappedPort {
+            interface: 0,
+            v6: false,
+            port: 40001,
+        };
+        let m6 = MappedPort {
+            interface: 0,
+            v6: true,
+            port: 40002,
+        };
+        let a = plain.clone().with_mapped_ports(vec![m6, m4]).unwrap();
+        assert_eq!(a.mapped_ports(), &[m4, m6]);
+        assert_eq!(a.mapped_port(0, false), Some(40001));
+        assert_eq!(a.mapped_port(1, false), None);
+        let text = a.to_string();
+        assert_eq!(NodeAddr::parse(&text).unwrap(), a);
+        assert_ne!(text, plain.to_string());
+        // Without mapped ports the encoding is the plain one.
+        assert_eq!(plain.payload().len() + 2 + 2 * 4, a.payload().len());
+        let err = |ports: Vec<MappedPort>| {
+            plain
+                .clone()
+                .with_mapped_ports(ports)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(err(vec![MappedPort { interface: 1, ..m4 }]).contains("no such route"));
+        assert!(err(vec![MappedPort { port: 0, ..m4 }]).contains("port 0"));
+        assert!(err(vec![m4, MappedPort { port: 9, ..m4 }]).contains("one mapped port"));
+        // Hand-made extensions: unknown tag, bad count, wrong order, truncated.
+        let base = plain.payload();
+        let with = |ext: &[u8]| {
+            let mut p = base.clone();
+            p.extend_from_slice(ext);
+            NodeAddr::parse(&with_sum(&p))
+        };
+        assert!(with(b"z").unwrap_err().to_string().contains("upgrade p2pd"));
+        assert!(
+            with(&[TAG_MAPPED, 0])
+                .unwrap_err()
+                .to_string()
+                .contains("count")
+        );
+        assert!(
+            with(&[TAG_MAPPED, 2, 0, 2, 1, 1, 0, 1, 1, 1])
+                .unwrap_err()
+                .to_string()
+                .contains("order")
+        );
+        assert!(
+            with(&[TAG_MAPPED, 1, 0, 3, 1, 1])
+                .unwrap_err()
+                .to_string()
+                .contains("family")
+        );
+        assert!(matches!(
+            with(&[TAG_MAPPED, 1, 0, 1, 1]).unwrap_err(),
+            AddrError::Truncated { .. }
+        ));
+        assert_eq!(
+            with(&[TAG_MAPPED, 1, 0, 1, 1, 1])
+                .unwrap()
+                .mapped_port(0, false),
+            Some(257)
+        );
     }
 
     fn arb_route(v6: bool) -> impl Strategy<Value = Route> {
@@ -651,6 +857,7 @@ mod tests {
         #[test]
         fn any_address_round_trips(
             seed in any::<u64>(),
+            mapped in proptest::collection::vec(any::<u16>(), 2 * MAX_INTERFACES),
             brokers in proptest::collection::vec(arb_broker(), 0..=MAX_BROKERS),
             ifaces in proptest::collection::vec(
                 (proptest::option::of(arb_route(false)), proptest::option::of(arb_route(true)))
@@ -660,6 +867,17 @@ mod tests {
             let key = Identity::generate(&mut Rng::seed_from_u64(seed)).public();
             let interfaces = ifaces.into_iter().map(|(v4, v6)| Interface { v4, v6 }).collect();
             let a = NodeAddr::new(key, brokers, interfaces).unwrap();
+            // A mapped port on some routes (a zero draw: none on that route).
+            let ports = a.interfaces().iter().enumerate().flat_map(|(i, iface)| {
+                [(false, iface.v4.is_some()), (true, iface.v6.is_some())]
+                    .into_iter()
+                    .filter(|(_, has)| *has)
+                    .map(move |(v6, _)| (i, v6))
+            }).filter_map(|(i, v6)| {
+                let port = mapped[2 * i + usize::from(v6)];
+                (port != 0).then_some(MappedPort { interface: i as u8, v6, port })
+            }).collect();
+            let a = a.with_mapped_ports(ports).unwrap();
             let text = a.to_string();
             prop_assert!(text.len() <= MAX_TEXT_LEN);
             prop_assert_eq!(NodeAddr::parse(&text).unwrap(), a);
