@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use p2pd_core::addr::{Interface, NodeAddr, Route};
+use p2pd_core::addr::{Interface, MappedPort, NodeAddr, Route};
 use p2pd_core::identity::Identity;
 use p2pd_core::nat::{Delta, DeltaKind, NatType};
 use p2pd_core::negotiate::{
@@ -550,4 +550,69 @@ fn nothing_possible_fails_cleanly() {
         "{:?}",
         w.nodes[0].log
     );
+}
+
+/// Gives node `i` of `w` a mapped port: its (in this network, unNATed) listen port
+/// stands for the port its gateway forwards.
+fn with_mapped_port(w: &mut World, i: usize) {
+    let ours = w.nodes[i]
+        .cfg
+        .ours
+        .clone()
+        .with_mapped_ports(vec![MappedPort {
+            interface: 0,
+            v6: false,
+            port: PORT,
+        }])
+        .unwrap();
+    w.nodes[i].cfg.ours = ours;
+}
+
+fn connect_mapped(mapped: usize) -> Strategy {
+    let mut w = world(&Strategy::ALL, NatType::Symmetric, NatType::Symmetric);
+    for n in &mut w.nodes {
+        let ours = n.cfg.ours.clone();
+        let r = ours.interfaces()[0].v4.unwrap();
+        n.cfg.ours = NodeAddr::new(
+            ours.key().to_owned(),
+            Vec::new(),
+            vec![Interface {
+                v4: Some(Route {
+                    delta: Delta {
+                        kind: DeltaKind::Random,
+                        value: 0,
+                    },
+                    ..r
+                }),
+                v6: None,
+            }],
+        )
+        .unwrap();
+    }
+    with_mapped_port(&mut w, mapped);
+    let peer = w.nodes[1].cfg.ours.clone();
+    let n = Negotiator::connect(w.now, w.nodes[0].cfg.clone(), peer, Rng::seed_from_u64(1))
+        .expect("connect");
+    w.nodes[0].neg = Some(n);
+    w.drain(0);
+    w.run_until(Duration::from_secs(60), |w| {
+        w.nodes.iter().all(|n| n.connected.is_some()) || w.nodes[0].failed.is_some()
+    });
+    let [a, b] = &w.nodes;
+    let (Some(sa), Some(sb)) = (&a.connected, &b.connected) else {
+        panic!("not connected: {:?} {:?} / {:?}", a.failed, a.log, b.log);
+    };
+    assert_eq!(sa.0, sb.0, "both ends agree on the strategy");
+    sa.0
+}
+
+#[test]
+fn direct_to_a_peer_whose_gateway_forwards_a_port() {
+    // Symmetric random × symmetric random, no TURN: only the mapped port connects.
+    assert_eq!(connect_mapped(1), Strategy::Direct);
+}
+
+#[test]
+fn reverse_to_an_initiator_whose_gateway_forwards_a_port() {
+    assert_eq!(connect_mapped(0), Strategy::Reverse);
 }

@@ -186,6 +186,7 @@ fn oracle(addr: &NodeAddr, strategy: Strategy) -> Result<(), String> {
         nat: r.nat,
         delta: r.delta,
         has_turn: true,
+        mapped: false,
     };
     possible(strategy, &side, &side, true)
 }

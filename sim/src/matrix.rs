@@ -178,6 +178,7 @@ pub fn run_pair(a: NatCase, b: NatCase, seed: u64, loss: f64) -> Result<PairOutc
                 nat: r.nat,
                 delta: r.delta,
                 has_turn: true,
+                mapped: false,
             }
         })
         .collect();

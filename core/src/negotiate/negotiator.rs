@@ -350,7 +350,8 @@ fn routes(a: &NodeAddr) -> impl Iterator<Item = Route> + '_ {
 }
 
 /// Where to TCP connect to reach `target` from `from`: its internal address on a shared
-/// LAN, its external address when it is on the open internet.
+/// LAN, its external address when it is on the open internet, and its external address
+/// with the port its gateway forwards (a mapped port) where its address has one.
 fn connect_candidates(from: &NodeAddr, target: &NodeAddr) -> Vec<SocketAddr> {
     let mut out: Vec<SocketAddr> = Vec::new();
     for r in routes(target) {
@@ -367,16 +368,39 @@ fn connect_candidates(from: &NodeAddr, target: &NodeAddr) -> Vec<SocketAddr> {
             out.push(SocketAddr::new(r.external, r.port));
         }
     }
+    for m in mapped_candidates(from, target) {
+        if !out.contains(&m) {
+            out.push(m);
+        }
+    }
     out.dedup();
     out.truncate(MAX_CANDIDATES);
     out
 }
 
-fn side(route: &Route, has_turn: bool) -> Side {
+/// The external address and mapped port of each of `target`'s routes whose gateway
+/// forwards a port to it, on families `from` has.
+fn mapped_candidates(from: &NodeAddr, target: &NodeAddr) -> Vec<SocketAddr> {
+    let has = |v6: bool| routes(from).any(|r| r.external.is_ipv6() == v6);
+    let mut out = Vec::new();
+    for (i, iface) in target.interfaces().iter().enumerate() {
+        for (v6, route) in [(true, iface.v6), (false, iface.v4)] {
+            if let (Some(r), Some(port)) = (route, target.mapped_port(i, v6))
+                && has(v6)
+            {
+                out.push(SocketAddr::new(r.external, port));
+            }
+        }
+    }
+    out
+}
+
+fn side(route: &Route, has_turn: bool, mapped: bool) -> Side {
     Side {
         nat: route.nat,
         delta: route.delta,
         has_turn,
+        mapped,
     }
 }
 
@@ -414,10 +438,18 @@ impl Negotiator {
             primary(&cfg.ours, &peer).ok_or(NegotiateError::NoCommonFamily)?;
         let same_lan = share_lan(&cfg.ours, &peer);
         let has_turn = !cfg.turn.is_empty();
-        let us = side(&ours_route, has_turn);
+        let us = side(
+            &ours_route,
+            has_turn,
+            !mapped_candidates(&peer, &cfg.ours).is_empty(),
+        );
         // The peer's TURN servers are not in its address; assume it has one (the relay
         // fails cleanly, with the peer's Abort, if neither side does).
-        let them = side(&peer_route, true);
+        let them = side(
+            &peer_route,
+            true,
+            !mapped_candidates(&cfg.ours, &peer).is_empty(),
+        );
         let overall_deadline = now + cfg.timeouts.total();
         Ok(Negotiator {
             answer_deadline: now + cfg.timeouts.answer,

@@ -4,10 +4,13 @@
 //! The rules, strategy by strategy (initiator `I`, responder `R`):
 //!
 //! * **direct** — `I` connects to `R`'s listen port. Works when `R` is reachable from
-//!   outside (open internet) or both sit on one LAN (the local path, to `R`'s internal
-//!   address). A NAT or firewall drops unsolicited connections otherwise.
-//! * **reverse** — `R` connects to `I`: works when `I` is on the open internet; `R` may be
-//!   behind anything that lets outbound TCP out (UDP-blocked networks too).
+//!   outside (open internet), when `R`'s gateway forwards a port to it (a mapped port in
+//!   its address: PCP, NAT-PMP or UPnP IGD; `I` connects to `R`'s external address and
+//!   that port), or both sit on one LAN (the local path, to `R`'s internal address). A
+//!   NAT or firewall drops unsolicited connections otherwise.
+//! * **reverse** — `R` connects to `I`: works when `I` is on the open internet or has a
+//!   mapped port; `R` may be behind anything that lets outbound TCP out (UDP-blocked
+//!   networks too).
 //! * **tcp_punch** — both open from their listen ports at once; each must know the port
 //!   the other's NAT gives that connection *without* observing it (p2pd makes no TCP STUN
 //!   observations): no NAT, or a port-keeping allocation (`equal`, `preserving`) on both
@@ -31,6 +34,9 @@ pub struct Side {
     pub delta: Delta,
     /// Whether it has a TURN server configured.
     pub has_turn: bool,
+    /// Whether its address carries a port its gateway forwards to its listen port (on a
+    /// family the other side has), so that it takes unsolicited TCP connections there.
+    pub mapped: bool,
 }
 
 /// The strategies to run, in order, and the ones skipped with the reason.
@@ -54,21 +60,21 @@ fn tcp_predictable(s: &Side) -> bool {
 pub fn possible(strategy: Strategy, i: &Side, r: &Side, same_lan: bool) -> Result<(), String> {
     match strategy {
         Strategy::Direct => {
-            if same_lan || r.nat == NatType::OpenInternet {
+            if same_lan || r.nat == NatType::OpenInternet || r.mapped {
                 Ok(())
             } else {
                 Err(format!(
-                    "the peer is behind a {} that drops unsolicited connections",
+                    "the peer is behind a {} that drops unsolicited connections, and its gateway forwards no port to it",
                     r.nat
                 ))
             }
         }
         Strategy::Reverse => {
-            if i.nat == NatType::OpenInternet {
+            if i.nat == NatType::OpenInternet || i.mapped {
                 Ok(())
             } else {
                 Err(format!(
-                    "we are behind a {}: the peer cannot connect to us",
+                    "we are behind a {} and our gateway forwards no port to us: the peer cannot connect to us",
                     i.nat
                 ))
             }
@@ -140,6 +146,7 @@ mod tests {
             nat,
             delta: Delta { kind, value: 0 },
             has_turn: true,
+            mapped: false,
         }
     }
 
@@ -177,6 +184,22 @@ mod tests {
             ..blocked
         };
         assert_eq!(expected(&no_turn, &cone, false), None);
+    }
+
+    #[test]
+    fn a_mapped_port_makes_a_side_reachable() {
+        let sym = side(NatType::Symmetric, DeltaKind::Random);
+        let mapped = Side {
+            mapped: true,
+            ..sym
+        };
+        assert_eq!(expected(&sym, &mapped, false), Some(Strategy::Direct));
+        assert_eq!(expected(&mapped, &sym, false), Some(Strategy::Reverse));
+        assert!(possible(Strategy::Direct, &mapped, &sym, false).is_err());
+        assert!(possible(Strategy::Reverse, &sym, &mapped, false).is_err());
+        // Blocked UDP does not matter to a TCP connection to a forwarded port.
+        let blocked = side(NatType::Blocked, DeltaKind::Random);
+        assert_eq!(expected(&blocked, &mapped, false), Some(Strategy::Direct));
     }
 
     #[test]
