@@ -10,6 +10,11 @@
 //!
 //! [rest]
 //! token = "…"   # optional: `p2pd daemon` then requires `Authorization: Bearer …`
+//!
+//! [portmap]     # a node's listen port on the gateway (see `NodePortmap`)
+//! enabled = true                   # default; `--portmap off` overrides
+//! via = ["pcp", "natpmp", "upnp"]  # order tried (default); `--portmap-via` overrides
+//! lease = 1200                     # seconds asked for, renewed before expiry
 //! ```
 //!
 //! Precedence per list: `--stun` flags replace the file's list; the file's list replaces
@@ -21,7 +26,8 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
 use p2pd_core::addr::Broker;
-use p2pd_tokio::node::TurnSpec;
+use p2pd_core::portmap::client::Via;
+use p2pd_tokio::node::{NodePortmap, TurnSpec};
 use serde::Deserialize;
 
 use crate::cli::{STUN_PORT, parse_host_port};
@@ -49,6 +55,24 @@ pub struct Config {
     /// The REST API (`p2pd daemon`).
     #[serde(default)]
     pub rest: Option<RestConfig>,
+    /// A node's port mapping on the gateway.
+    #[serde(default)]
+    pub portmap: Option<PortmapConfig>,
+}
+
+/// The `[portmap]` section.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortmapConfig {
+    /// Map the listen port at all (default true).
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Protocols in order: `pcp`, `natpmp`, `upnp`.
+    #[serde(default)]
+    pub via: Option<Vec<String>>,
+    /// Lease asked for, in seconds.
+    #[serde(default)]
+    pub lease: Option<u32>,
 }
 
 /// The `[rest]` section.
@@ -273,6 +297,63 @@ pub fn turn_servers(
         .collect()
 }
 
+/// A node's port mapping: the flags (`--portmap on|off`, `--portmap-via`) over the
+/// file's `[portmap]` section over the defaults (on; PCP, NAT-PMP, UPnP; 1200 s).
+pub fn node_portmap(
+    enabled: Option<bool>,
+    via: &[Via],
+    config: &Config,
+    file: Option<&Path>,
+) -> Result<NodePortmap, ConfigError> {
+    let mut out = NodePortmap::default();
+    let section = config.portmap.clone().unwrap_or_default();
+    let origin = file.map_or("config file".into(), |p| format!("from {}", p.display()));
+    if let Some(e) = enabled.or(section.enabled) {
+        out.enabled = e;
+    }
+    if let Some(lease) = section.lease {
+        if lease == 0 {
+            return Err(ConfigError::Entry {
+                what: "portmap lease",
+                entry: "0".into(),
+                origin,
+                problem: "a lease must be finite and above 0 seconds".into(),
+            });
+        }
+        out.lease = lease;
+    }
+    out.order = if via.is_empty() {
+        section
+            .via
+            .iter()
+            .flatten()
+            .map(|v| {
+                parse_via(v).map_err(|problem| ConfigError::Entry {
+                    what: "portmap protocol",
+                    entry: v.clone(),
+                    origin: origin.clone(),
+                    problem,
+                })
+            })
+            .collect::<Result<_, _>>()?
+    } else {
+        via.to_vec()
+    };
+    Ok(out)
+}
+
+/// `pcp`, `natpmp` or `upnp`.
+pub fn parse_via(s: &str) -> Result<Via, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "pcp" => Ok(Via::Pcp),
+        "natpmp" | "nat-pmp" => Ok(Via::NatPmp),
+        "upnp" => Ok(Via::Upnp),
+        _ => Err(format!(
+            "'{s}' is not a port mapping protocol: use pcp, natpmp or upnp"
+        )),
+    }
+}
+
 /// `USER:PASS@HOST:PORT` (HOST an IP, `[IPv6]`, or a name resolved now; port 3478 by
 /// default). The password may contain `:` and `@`; the user may not contain `:`.
 pub fn parse_turn(s: &str) -> Result<TurnSpec, String> {
@@ -396,6 +477,33 @@ turn = ["alice:pa:ss@192.0.2.6:3479"]"#,
         assert!(parse_turn("u:p@[2001:db8::1]:9").is_ok());
         assert!(parse_turn("u:p@[2001:db8::1]").is_ok());
         assert!(parse_turn(":p@192.0.2.1").is_err());
+    }
+
+    #[test]
+    fn portmap_from_the_file_and_flags() {
+        let none = Config::default();
+        let d = node_portmap(None, &[], &none, None).unwrap();
+        assert!(d.enabled);
+        assert!(d.order.is_empty());
+        let file: Config = toml::from_str(
+            r#"[portmap]
+enabled = false
+via = ["upnp", "PCP"]
+lease = 300"#,
+        )
+        .unwrap();
+        let p = node_portmap(None, &[], &file, None).unwrap();
+        assert!(!p.enabled);
+        assert_eq!(p.order, [Via::Upnp, Via::Pcp]);
+        assert_eq!(p.lease, 300);
+        let p = node_portmap(Some(true), &[Via::NatPmp], &file, None).unwrap();
+        assert!(p.enabled);
+        assert_eq!(p.order, [Via::NatPmp]);
+        let bad: Config = toml::from_str("[portmap]\nvia = [\"igd\"]").unwrap();
+        let e = node_portmap(None, &[], &bad, None).unwrap_err();
+        assert!(e.to_string().contains("pcp, natpmp or upnp"), "{e}");
+        let zero: Config = toml::from_str("[portmap]\nlease = 0").unwrap();
+        assert!(node_portmap(None, &[], &zero, None).is_err());
     }
 
     #[test]

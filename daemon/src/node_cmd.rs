@@ -60,6 +60,22 @@ pub struct NodeArgs {
     /// Print the address and the connection as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
+    /// Map the listen port on the gateway (PCP, then NAT-PMP, then UPnP IGD; at most 2 s
+    /// of start-up), advertise it so peers connect directly, renew it, delete it on exit.
+    /// Default: on, or the config file's `[portmap] enabled`.
+    #[arg(long, value_parser = parse_on_off, value_name = "on|off")]
+    pub portmap: Option<bool>,
+    /// Port mapping protocols to try, in order, comma-separated: pcp, natpmp, upnp.
+    #[arg(long = "portmap-via", value_delimiter = ',', value_parser = config::parse_via)]
+    pub portmap_via: Vec<p2pd_core::portmap::client::Via>,
+}
+
+fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
+    match s {
+        "on" | "true" | "yes" => Ok(true),
+        "off" | "false" | "no" => Ok(false),
+        _ => Err(format!("'{s}' is neither on nor off")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -115,8 +131,11 @@ fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
     let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
     let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
     let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
+    let portmap =
+        config::node_portmap(args.portmap, &args.portmap_via, &file, file_path.as_deref())?;
     let mut c = NodeConfig::new(home, stun, mqtt, turn);
     c.port = args.port;
+    c.portmap = portmap;
     c.interfaces = InterfaceFilter {
         // Naming an interface is asking for it, loopback included.
         include_loopback: !args.interfaces.is_empty(),
@@ -132,6 +151,16 @@ struct Listening<'a> {
     addr: String,
     node_id: String,
     routes: Vec<RouteJson<'a>>,
+    /// The gateway's port mapping the address advertises.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    portmap: Option<PortmapJson>,
+}
+
+#[derive(Serialize)]
+struct PortmapJson {
+    via: &'static str,
+    external: SocketAddr,
+    lease_s: u64,
 }
 
 #[derive(Serialize)]
@@ -208,14 +237,36 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
             addr: node.addr().to_string(),
             node_id: node.addr().node_id().to_string(),
             routes,
+            portmap: node.port_mapping().map(|m| PortmapJson {
+                via: m.protocol_used.name(),
+                external: m.external,
+                lease_s: m.lease.as_secs(),
+            }),
         })?);
     } else {
         say(&node.addr().to_string());
+        if let Some(m) = node.port_mapping() {
+            say(&format!(
+                "port {} mapped to {} via {}",
+                node.routes().first().map_or(0, |r| r.local.port()),
+                m.external,
+                m.protocol_used.name()
+            ));
+        }
     }
-    let conn = node.accept().await?;
+    // Interrupted before a peer came: still delete the mapping on the way out.
+    let accepted = tokio::select! {
+        c = node.accept() => Some(c),
+        _ = tokio::signal::ctrl_c() => None,
+    };
+    let Some(conn) = accepted else {
+        node.shutdown().await;
+        return Err("interrupted".into());
+    };
+    let conn = conn?;
     announce_connection(&conn, args.node.json, None)?;
     let result = copy(conn).await;
-    drop(node);
+    node.shutdown().await;
     result
 }
 
@@ -234,10 +285,16 @@ pub async fn connect(args: ConnectArgs) -> Result<()> {
         })?);
     }
     let started = std::time::Instant::now();
-    let conn = node.connect(&peer, &strategies).await?;
+    let conn = match node.connect(&peer, &strategies).await {
+        Ok(c) => c,
+        Err(e) => {
+            node.shutdown().await;
+            return Err(e.into());
+        }
+    };
     announce_connection(&conn, args.node.json, Some(started.elapsed()))?;
     let result = copy(conn).await;
-    drop(node);
+    node.shutdown().await;
     result
 }
 

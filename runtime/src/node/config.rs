@@ -34,6 +34,9 @@ pub struct NodeConfig {
     pub connect_timeout: Duration,
     /// How long start-up waits for signaling to listen on a broker.
     pub signaling_timeout: Duration,
+    /// Mapping the listen port on the gateway (on by default: PCP, NAT-PMP, UPnP IGD;
+    /// at most 2 s of start-up).
+    pub portmap: super::NodePortmap,
 }
 
 impl NodeConfig {
@@ -55,6 +58,7 @@ impl NodeConfig {
             accept: true,
             connect_timeout: Duration::from_secs(60),
             signaling_timeout: Duration::from_secs(10),
+            portmap: super::NodePortmap::default(),
         }
     }
 }

@@ -9,13 +9,19 @@
 //! configured brokers and waits until it listens on one, and builds the [`NodeAddr`]
 //! that describes all of it. [`Node::connect`] runs an initiating negotiation;
 //! [`Node::accept`] yields the connections peers made (the node answers their offers
-//! when [`NodeConfig::accept`] is set). One background task owns every socket and
+//! when [`NodeConfig::accept`] is set). Unless [`NodeConfig::portmap`] says otherwise,
+//! start-up also asks the gateway (PCP, then NAT-PMP, then UPnP IGD) to forward a port
+//! to the TCP listen port, for at most 2 s alongside NAT classification; a granted
+//! mapping is renewed before it expires, advertised in the address (peers then connect
+//! `direct`), and deleted by [`Node::shutdown`] (or, best effort, when the node is
+//! dropped). One background task owns every socket and
 //! negotiator (see `engine`); a connection over UDP (punch, relay) has a task of its own.
 
 mod config;
 mod connection;
 mod engine;
 mod pipe_task;
+mod portmap;
 mod start;
 
 use std::time::Duration;
@@ -28,6 +34,8 @@ use p2pd_core::signal::{SignalEvent, SignalerConfig};
 pub use config::{ConnectError, NodeConfig, NodeError, default_strategies};
 pub use connection::{Connection, ConnectionInfo};
 pub use p2pd_core::negotiate::TurnSpec;
+pub use p2pd_core::portmap::client::Mapping;
+pub use portmap::NodePortmap;
 
 use crate::home::load_or_create_identity;
 use crate::interfaces;
@@ -59,6 +67,7 @@ pub struct Node<R: Runtime> {
     addr: NodeAddr,
     routes: Vec<RouteInfo>,
     connect_timeout: Duration,
+    mapping: Option<crate::portmap::KeptMapping>,
     commands: async_channel::Sender<engine::Command<R>>,
     incoming: async_channel::Receiver<Connection<R>>,
     _keepalive: async_channel::Sender<()>,
@@ -71,6 +80,20 @@ impl<R: Runtime> std::fmt::Debug for engine::Command<R> {
             engine::Command::Connect { peer, .. } => write!(f, "Connect({})", peer.node_id()),
         }
     }
+}
+
+/// Deletes a kept mapping, waiting for the gateway's answer at most
+/// [`portmap::REMOVE_TIMEOUT`].
+async fn remove_mapping<R: Runtime>(rt: &R, m: crate::portmap::KeptMapping) {
+    let confirmed = until(rt, rt.now() + portmap::REMOVE_TIMEOUT, m.shutdown()).await;
+    tracing::info!(
+        "port mapping deleted{}",
+        if confirmed == Some(true) {
+            ""
+        } else {
+            " (the gateway did not confirm)"
+        }
+    );
 }
 
 impl<R: Runtime> Node<R> {
@@ -86,8 +109,81 @@ impl<R: Runtime> Node<R> {
         let mut rng = os_rng()?;
         let identity = load_or_create_identity(&config.home, &mut rng)?;
         let chosen = interfaces::select(interfaces::list()?, &config.interfaces)?;
-        let (listening, ifaces) =
-            start::discover_and_bind(rt, chosen, &config.stun, config.port, &mut rng).await?;
+        let fixed = config.port != 0;
+        let port = if fixed {
+            config.port
+        } else {
+            start::random_port(&mut rng)
+        };
+        // The gateway is asked for the port while routes and NAT are found (it does not
+        // matter to it whether the port is bound yet).
+        let map_target = portmap::target(&config.portmap, &chosen);
+        let mut map_rng = rng.fork();
+        let mapping = async {
+            match &map_target {
+                Ok(t) => Some(portmap::map(rt, &config.portmap, *t, port, &mut map_rng).await),
+                Err(why) => {
+                    tracing::debug!("no port mapping: {why}");
+                    None
+                }
+            }
+        };
+        let (found, pending) = futures_lite::future::zip(
+            start::discover_and_bind(rt, chosen, &config.stun, port, fixed, &mut rng),
+            mapping,
+        )
+        .await;
+        let mut pending = match pending {
+            Some(Ok(p)) => Some(p),
+            Some(Err(why)) => {
+                tracing::info!("no port mapping: {why}");
+                None
+            }
+            None => None,
+        };
+        let (listening, ifaces) = match found {
+            Ok(f) => f,
+            Err(e) => {
+                if let Some(p) = pending {
+                    remove_mapping(rt, p.kept).await;
+                }
+                return Err(e);
+            }
+        };
+        // The port was taken after all and the node listens on another: map that one.
+        let bound_port = listening.first().map(|l| l.local.port());
+        if let Some(p) = pending.take_if(|p| Some(p.port) != bound_port) {
+            remove_mapping(rt, p.kept).await;
+            if let (Ok(t), Some(bp)) = (map_target, bound_port) {
+                match portmap::map(rt, &config.portmap, t, bp, &mut map_rng).await {
+                    Ok(p) => pending = Some(p),
+                    Err(why) => tracing::info!("no port mapping: {why}"),
+                }
+            }
+        }
+        let mut mapped_ports = Vec::new();
+        let mut kept = None;
+        if let Some(p) = pending {
+            match portmap::advertise(&p, &listening) {
+                Ok(m) => {
+                    if let Some(cur) = p.kept.current() {
+                        tracing::info!(
+                            "{} maps {} to port {} ({} s lease, renewed before expiry)",
+                            cur.protocol_used.name(),
+                            cur.external,
+                            p.port,
+                            cur.lease.as_secs()
+                        );
+                    }
+                    mapped_ports.push(m);
+                    kept = Some(p.kept);
+                }
+                Err(why) => {
+                    tracing::info!("port mapping not advertised: {why}");
+                    remove_mapping(rt, p.kept).await;
+                }
+            }
+        }
         let signaling = spawn_signaler(
             rt,
             identity.clone(),
@@ -117,7 +213,8 @@ impl<R: Runtime> Node<R> {
                 .collect::<Vec<_>>()
                 .join(", "),
         })?;
-        let addr = NodeAddr::new(identity.public(), brokers, ifaces)?;
+        let addr =
+            NodeAddr::new(identity.public(), brokers, ifaces)?.with_mapped_ports(mapped_ports)?;
         let routes = listening
             .iter()
             .map(|l| RouteInfo {
@@ -151,11 +248,27 @@ impl<R: Runtime> Node<R> {
             addr,
             routes,
             connect_timeout: config.connect_timeout,
+            mapping: kept,
             commands: ctx,
             incoming: irx,
             _keepalive: ktx,
             _task: task,
         })
+    }
+
+    /// The port mapping on the gateway the address advertises, as it stands now (renewals
+    /// move its expiry); `None` when there is none, or it failed since.
+    pub fn port_mapping(&self) -> Option<Mapping> {
+        self.mapping.as_ref().and_then(|m| m.current())
+    }
+
+    /// Stops the node and deletes its port mapping on the gateway, waiting (at most 5 s)
+    /// for the gateway to confirm. Dropping the node deletes the mapping too, but in the
+    /// background: a process about to exit calls this.
+    pub async fn shutdown(mut self) {
+        if let Some(m) = self.mapping.take() {
+            remove_mapping(&self.rt, m).await;
+        }
     }
 
     /// This node's address, to give to peers.

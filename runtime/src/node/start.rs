@@ -45,14 +45,23 @@ struct Candidate {
     route: AddrRoute,
 }
 
+/// A listen port to try first when the caller leaves the choice to the node (known
+/// before binding, so that the gateway can be asked to map it meanwhile).
+pub(crate) fn random_port(rng: &mut Rng) -> u16 {
+    // A random start avoids the kernel handing two nodes on one host ports that then
+    // collide for UDP.
+    20_000 + rng.below(40_000) as u16
+}
+
 /// Finds the routes and NATs of the chosen interfaces and binds a listener and a UDP
-/// socket per route on one port (`port`, or a free one when 0). Returns them with the
-/// address's interfaces, in the address's order.
+/// socket per route on one port (`port`; when it is taken and not `fixed`, another free
+/// one). Returns them with the address's interfaces, in the address's order.
 pub(crate) async fn discover_and_bind<R: Runtime>(
     rt: &R,
     chosen: Vec<interfaces::Interface>,
     stun: &[SocketAddr],
     port: u16,
+    fixed: bool,
     rng: &mut Rng,
 ) -> Result<(Vec<Listening<R>>, Vec<AddrInterface>), NodeError> {
     let config = RouteConfig {
@@ -150,7 +159,7 @@ pub(crate) async fn discover_and_bind<R: Runtime>(
         };
         return Err(NodeError::NoRoute(why));
     }
-    let bound = bind_all(rt, &candidates, port, rng).map_err(NodeError::Bind)?;
+    let bound = bind_all(rt, &candidates, port, fixed, rng).map_err(NodeError::Bind)?;
     let mut ifaces = vec![AddrInterface::default(); index];
     for (c, l) in candidates.iter().zip(&bound) {
         let slot = &mut ifaces[l.index];
@@ -181,22 +190,18 @@ fn verdict(c: Option<&Classification>) -> (NatType, Delta) {
     (nat, c.delta.unwrap_or(random))
 }
 
-/// Binds every candidate's TCP listener and UDP socket on one port.
+/// Binds every candidate's TCP listener and UDP socket on one port: `port` first, then
+/// (unless `fixed`) random ones.
 fn bind_all<R: Runtime>(
     rt: &R,
     candidates: &[Candidate],
     port: u16,
+    fixed: bool,
     rng: &mut Rng,
 ) -> io::Result<Vec<Listening<R>>> {
     let mut last = io::Error::other("no attempt");
-    for _ in 0..if port == 0 { PORT_TRIES } else { 1 } {
-        let try_port = if port == 0 {
-            // The first listener picks; a random start avoids the kernel handing two
-            // nodes on one host ports that then collide for UDP.
-            20_000 + rng.below(40_000) as u16
-        } else {
-            port
-        };
+    for attempt in 0..if fixed { 1 } else { PORT_TRIES } {
+        let try_port = if attempt == 0 { port } else { random_port(rng) };
         match bind_on(rt, candidates, try_port) {
             Ok(v) => return Ok(v),
             Err(e) => last = e,
