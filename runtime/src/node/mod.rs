@@ -119,20 +119,29 @@ impl<R: Runtime> Node<R> {
         // matter to it whether the port is bound yet).
         let map_target = portmap::target(&config.portmap, &chosen);
         let mut map_rng = rng.fork();
+        let (routes_found, found_rx) = async_channel::bounded::<()>(1);
         let mapping = async {
+            // Once routes and NAT are known, the gateway gets a little longer at most.
+            let cutoff = async {
+                let _ = found_rx.recv().await;
+                rt.sleep_until(rt.now() + portmap::AFTER_ROUTES).await;
+            };
             match &map_target {
-                Ok(t) => Some(portmap::map(rt, &config.portmap, *t, port, &mut map_rng).await),
+                Ok(t) => {
+                    Some(portmap::map(rt, &config.portmap, *t, port, &mut map_rng, cutoff).await)
+                }
                 Err(why) => {
                     tracing::debug!("no port mapping: {why}");
                     None
                 }
             }
         };
-        let (found, pending) = futures_lite::future::zip(
-            start::discover_and_bind(rt, chosen, &config.stun, port, fixed, &mut rng),
-            mapping,
-        )
-        .await;
+        let discovery = async {
+            let r = start::discover_and_bind(rt, chosen, &config.stun, port, fixed, &mut rng).await;
+            drop(routes_found);
+            r
+        };
+        let (found, pending) = futures_lite::future::zip(discovery, mapping).await;
         let mut pending = match pending {
             Some(Ok(p)) => Some(p),
             Some(Err(why)) => {
@@ -155,7 +164,8 @@ impl<R: Runtime> Node<R> {
         if let Some(p) = pending.take_if(|p| Some(p.port) != bound_port) {
             remove_mapping(rt, p.kept).await;
             if let (Ok(t), Some(bp)) = (map_target, bound_port) {
-                match portmap::map(rt, &config.portmap, t, bp, &mut map_rng).await {
+                let no_cutoff = std::future::pending::<()>();
+                match portmap::map(rt, &config.portmap, t, bp, &mut map_rng, no_cutoff).await {
                     Ok(p) => pending = Some(p),
                     Err(why) => tracing::info!("no port mapping: {why}"),
                 }

@@ -4,11 +4,19 @@
 //! connect straight in, and delete it when the node shuts down.
 //!
 //! Start-up must not wait on a gateway that does not answer: the attempt runs alongside
-//! route discovery and NAT classification and gives up after [`NodePortmap::timeout`]
-//! (2 s by default). A host whose chosen interfaces do not lead to the default gateway
-//! (a loopback-only node, a host without a default route) sends nothing.
+//! route discovery and NAT classification and gives up [`AFTER_ROUTES`] after they
+//! finished, and after [`NodePortmap::timeout`] (2 s by default) in any case. PCP and
+//! NAT-PMP (tried in that order by one client) run side by side with UPnP IGD, whose
+//! SSDP search would otherwise only start once PCP's retries ran out (most home routers
+//! speak UPnP only): the first success in the preferred order wins, a later one is
+//! deleted. A host whose chosen interfaces do not lead to the default gateway (a
+//! loopback-only node, a host without a default route) sends nothing.
 
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::pin;
+use std::task::Poll;
 use std::time::Duration;
 
 use p2pd_core::addr::MappedPort;
@@ -19,9 +27,13 @@ use p2pd_core::rng::Rng;
 use super::start::Listening;
 use crate::interfaces;
 use crate::net::route_local_ip;
-use crate::portmap::{KeptMapping, MapWanted, PortMapper, default_gateway};
+use crate::portmap::{DEFAULT_ORDER, KeptMapping, MapWanted, PortMapper, default_gateway};
 use crate::runtime::Runtime;
 use crate::timer::until;
+
+/// How much longer than route discovery and NAT classification start-up waits for the
+/// gateway (a gateway that answers at all answers on the LAN within milliseconds).
+pub const AFTER_ROUTES: Duration = Duration::from_millis(500);
 
 /// Longest wait for the gateway to confirm the deletion at shutdown (PCP and NAT-PMP
 /// retry for 3.75 s on a silent gateway).
@@ -88,33 +100,117 @@ pub(crate) fn target(
     Ok((gateway, local))
 }
 
-/// Maps TCP `port` of `local` on `gateway`, giving up after `config.timeout`.
+/// Maps TCP `port` of `local` on `gateway`: PCP/NAT-PMP and UPnP side by side (see the
+/// module docs), giving up when `cutoff` completes or after `config.timeout`.
 pub(crate) async fn map<R: Runtime>(
     rt: &R,
     config: &NodePortmap,
     (gateway, local): (IpAddr, IpAddr),
     port: u16,
     rng: &mut Rng,
+    cutoff: impl Future<Output = ()>,
 ) -> Result<Pending, String> {
-    let want = MapWanted {
-        order: config.order.clone(),
+    let order = if config.order.is_empty() {
+        DEFAULT_ORDER.to_vec()
+    } else {
+        config.order.clone()
+    };
+    let pmp: Vec<Via> = order.iter().copied().filter(|v| *v != Via::Upnp).collect();
+    let upnp = order.contains(&Via::Upnp);
+    let upnp_preferred = order.first() == Some(&Via::Upnp);
+    let want = |order: Vec<Via>| MapWanted {
+        order,
         local: Some(local),
         ..MapWanted::new(gateway, MapProtocol::Tcp, port, config.lease.max(1))
     };
-    match until(
-        rt,
-        rt.now() + config.timeout,
-        PortMapper::keep(rt, want, rng),
-    )
-    .await
-    {
-        Some(Ok(kept)) => Ok(Pending { local, port, kept }),
-        Some(Err(e)) => Err(format!("the gateway {gateway} mapped nothing: {e}")),
-        None => Err(format!(
-            "no mapping from the gateway {gateway} within {:?}",
+    let mut upnp_rng = rng.fork();
+    let pmp_try = async {
+        if pmp.is_empty() {
+            None
+        } else {
+            Some(PortMapper::keep(rt, want(pmp.clone()), rng).await)
+        }
+    };
+    let upnp_try = async {
+        if upnp {
+            Some(PortMapper::keep(rt, want(vec![Via::Upnp]), &mut upnp_rng).await)
+        } else {
+            None
+        }
+    };
+    let (first, second) = if upnp_preferred {
+        race(rt, upnp_try, pmp_try, config.timeout, cutoff).await
+    } else {
+        race(rt, pmp_try, upnp_try, config.timeout, cutoff).await
+    };
+    if first.is_none() && second.is_none() {
+        return Err(format!(
+            "no mapping from the gateway {gateway} within {:?} ({AFTER_ROUTES:?} after the routes were found at most)",
             config.timeout
+        ));
+    }
+    let mut errors = Vec::new();
+    let mut won = None;
+    for r in [first, second].into_iter().flatten() {
+        match r {
+            Ok(kept) if won.is_none() => won = Some(kept),
+            // A mapping the preferred protocol made redundant.
+            Ok(kept) => {
+                let _ = until(rt, rt.now() + REMOVE_TIMEOUT, kept.shutdown()).await;
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    match won {
+        Some(kept) => Ok(Pending { local, port, kept }),
+        None => Err(format!(
+            "the gateway {gateway} mapped nothing: {}",
+            errors.join("; ")
         )),
     }
+}
+
+type Attempt = Option<io::Result<KeptMapping>>;
+
+/// Runs two mapping attempts, `a` preferred, until decided: `a` succeeded, or `a` ended
+/// without success and `b` ended too; or until `timeout` passed or `cutoff` completed.
+/// Returns what each gave (`None`: not asked for, or still running — then dropped: it
+/// mapped nothing yet, or its mapping expires with its finite lease).
+async fn race<R: Runtime>(
+    rt: &R,
+    a: impl Future<Output = Attempt>,
+    b: impl Future<Output = Attempt>,
+    timeout: Duration,
+    cutoff: impl Future<Output = ()>,
+) -> (Attempt, Attempt) {
+    let mut a = pin!(a);
+    let mut b = pin!(b);
+    let mut stop = pin!(futures_lite::future::or(
+        rt.sleep_until(rt.now() + timeout),
+        cutoff
+    ));
+    let (mut ra, mut rb): (Option<Attempt>, Option<Attempt>) = (None, None);
+    std::future::poll_fn(|cx| {
+        if ra.is_none()
+            && let Poll::Ready(v) = a.as_mut().poll(cx)
+        {
+            ra = Some(v);
+        }
+        if rb.is_none()
+            && let Poll::Ready(v) = b.as_mut().poll(cx)
+        {
+            rb = Some(v);
+        }
+        let a_won = matches!(ra, Some(Some(Ok(_))));
+        let a_out = matches!(ra, Some(None | Some(Err(_))));
+        if a_won || (a_out && rb.is_some()) || stop.as_mut().poll(cx).is_ready() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await;
+    (ra.flatten(), rb.flatten())
 }
 
 /// The mapped port to advertise for `pending`: on the route whose internal address is

@@ -1,0 +1,316 @@
+//! Issue 9's node proof, with miniupnpd (UPnP IGD, NAT-PMP and PCP on) in the router
+//! namespace in front of the listener, mosquitto and coturn (STUN, TURN) on the public
+//! side: for each of PCP, NAT-PMP and UPnP (`--portmap-via`), and with the default order
+//! (PCP wins), `p2pd listen` behind the
+//! NAT maps its TCP listen port and prints an address carrying the mapped port; a
+//! `p2pd connect` on a host on the public segment connects with strategy `direct` to the
+//! router's external address and that port, and bytes cross both ways intact; once the
+//! listener exited, the mapping is gone: a plain listener on the same host port is
+//! unreachable from outside again. The connector's own gateway runs no port mapping
+//! service: its (default-on) attempt gives up quietly and costs it nothing else.
+//!
+//! Needs root and the lab's packages; skips otherwise (fails under
+//! `P2PD_LAB_REQUIRED=1`).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use p2pd_core::addr::NodeAddr;
+use p2pd_lab::prereq::ALL_TOOLS;
+use p2pd_lab::{Host, Lab, MQTT_PORT, RouterKind, SERVER_IP1, STUN_PORT, TURN_PASSWORD, TURN_USER};
+use sha2::{Digest, Sha256};
+
+const BIN: &str = env!("CARGO_BIN_EXE_p2pd");
+/// Bytes each way.
+const LEN: usize = 256 * 1024;
+/// Hang guard for one exchange (not a timing assertion).
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// A child process killed on drop.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Home(PathBuf);
+
+impl Home {
+    fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!("p2pd-labmapnode-{}-{tag}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        Home(p)
+    }
+}
+
+impl Drop for Home {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn node_flags(home: &Home) -> Vec<String> {
+    vec![
+        "--stun".into(),
+        format!("{SERVER_IP1}:{STUN_PORT}"),
+        "--mqtt".into(),
+        format!("{SERVER_IP1}:{MQTT_PORT}"),
+        "--turn".into(),
+        format!("{TURN_USER}:{TURN_PASSWORD}@{SERVER_IP1}:{STUN_PORT}"),
+        "--home".into(),
+        home.0.to_string_lossy().into_owned(),
+        "--json".into(),
+        "-v".into(),
+    ]
+}
+
+fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// A node process: stdin fed then closed, stdout hashed, stderr lines forwarded.
+struct Node {
+    proc: Proc,
+    stderr: mpsc::Receiver<String>,
+    out: mpsc::Receiver<(usize, [u8; 32])>,
+}
+
+fn spawn(host: &Host, args: Vec<String>, data: Vec<u8>, tag: &'static str) -> Node {
+    let mut child = host
+        .ns()
+        .command(BIN, &args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn p2pd in the namespace");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&data);
+    });
+    let mut stdout = child.stdout.take().unwrap();
+    let (otx, out) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        let mut n = 0;
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(k) = stdout.read(&mut buf) {
+            if k == 0 {
+                break;
+            }
+            n += k;
+            h.update(&buf[..k]);
+        }
+        let _ = otx.send((n, h.finalize().into()));
+    });
+    let stderr = child.stderr.take().unwrap();
+    let (etx, erx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            eprintln!("[{tag}] {line}");
+            if etx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Node {
+        proc: Proc(child),
+        stderr: erx,
+        out,
+    }
+}
+
+fn wait_event(rx: &mpsc::Receiver<String>, event: &str, limit: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {event} line within {limit:?}"));
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["event"] == event
+        {
+            return v;
+        }
+    }
+}
+
+impl Node {
+    fn finish(mut self) -> (std::process::ExitStatus, usize, [u8; 32]) {
+        let deadline = Instant::now() + LIMIT;
+        let status = loop {
+            if let Some(s) = self.proc.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "p2pd did not exit within {LIMIT:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let (n, h) = self
+            .out
+            .recv_timeout(Duration::from_secs(10))
+            .expect("stdout hashed");
+        (status, n, h)
+    }
+}
+
+/// Whether a plain TCP listener on `port` of `inside` is reachable from `outside` at
+/// `to` (a connection that completes and carries a byte).
+fn reachable(inside: &Host, port: u16, outside: &Host, to: SocketAddr) -> bool {
+    let l = inside
+        .ns()
+        .enter(|| TcpListener::bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), port)))
+        .expect("enter")
+        .expect("bind the plain listener");
+    let server = std::thread::spawn(move || {
+        l.set_nonblocking(false).unwrap();
+        // The listener is dropped with the thread; a connection that never comes is
+        // ended by the dummy connection below.
+        if let Ok((mut s, _)) = l.accept() {
+            let _ = s.write_all(b"x");
+        }
+    });
+    let got = outside
+        .ns()
+        .enter(|| {
+            let Ok(mut s) = TcpStream::connect_timeout(&to, Duration::from_millis(1500)) else {
+                return false;
+            };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).is_ok() && &b == b"x"
+        })
+        .expect("enter");
+    if !got {
+        // Release the accept() from inside.
+        let _ = inside.ns().enter(|| {
+            TcpStream::connect_timeout(
+                &SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port),
+                Duration::from_secs(1),
+            )
+        });
+    }
+    server.join().unwrap();
+    got
+}
+
+#[test]
+fn listen_maps_its_port_by_each_protocol_and_a_public_peer_connects_direct() {
+    p2pd_lab::require!(ALL_TOOLS);
+    // Host 0 on the public segment (a plain router, no NAT); host 1 behind a home NAT
+    // with miniupnpd.
+    let lab = Lab::two_lans(RouterKind::Open, RouterKind::HOME).expect("build lab");
+    lab.start_servers().expect("coturn and mosquitto");
+    lab.start_miniupnpd(1).expect("miniupnpd");
+    let wan = IpAddr::V4(lab.router(1).wan_addr());
+    // The connector's start-up times (its gateway answers no port mapping protocol).
+    let mut start_ms = Vec::new();
+    let mut last_addr = String::new();
+    // The last run leaves the choice to the node: PCP is preferred and answers first;
+    // UPnP, tried alongside, is dropped.
+    let runs = [
+        (Some("pcp"), "pcp", 42000u16),
+        (Some("natpmp"), "natpmp", 42010),
+        (Some("upnp"), "upnp", 42020),
+        (None, "pcp", 42030),
+    ];
+    for (flag, via, port) in runs {
+        // Before: the NAT drops unsolicited connections to that port.
+        assert!(
+            !reachable(lab.host(1), port, lab.host(0), SocketAddr::new(wan, port)),
+            "{via}: port {port} reachable before any mapping"
+        );
+        let (hl, hc) = (
+            Home::new(&format!("l-{via}")),
+            Home::new(&format!("c-{via}")),
+        );
+        let down = payload(u64::from(port), LEN);
+        let up = payload(u64::from(port) + 1, LEN);
+        let (want_down, want_up): ([u8; 32], [u8; 32]) =
+            (Sha256::digest(&down).into(), Sha256::digest(&up).into());
+        let mut args = vec!["listen".to_string(), "--port".into(), port.to_string()];
+        if let Some(f) = flag {
+            args.extend(["--portmap-via".into(), f.into()]);
+        }
+        args.extend(node_flags(&hl));
+        let l = spawn(lab.host(1), args, down, "listen");
+        let v = wait_event(&l.stderr, "listening", Duration::from_secs(30));
+        assert_eq!(v["portmap"]["via"], via, "{v}");
+        let external: SocketAddr = v["portmap"]["external"]
+            .as_str()
+            .expect("a mapping in the listening event")
+            .parse()
+            .unwrap();
+        assert_eq!(external.ip(), wan, "{v}");
+        let text = v["addr"].as_str().unwrap().to_string();
+        let addr = NodeAddr::parse(&text).expect("the printed address parses");
+        assert_eq!(
+            addr.mapped_port(0, false),
+            Some(external.port()),
+            "the address carries the mapped port"
+        );
+        // The public host connects straight to the mapped port.
+        last_addr.clone_from(&text);
+        let mut args = vec!["connect".to_string(), text];
+        args.extend(node_flags(&hc));
+        let spawned = Instant::now();
+        let c = spawn(lab.host(0), args, up, "connect");
+        wait_event(&c.stderr, "started", LIMIT);
+        start_ms.push(spawned.elapsed().as_millis());
+        let cv = wait_event(&c.stderr, "connected", LIMIT);
+        let lv = wait_event(&l.stderr, "connected", LIMIT);
+        assert_eq!(cv["strategy"], "direct", "{via}: {cv}");
+        assert_eq!(lv["strategy"], "direct", "{via}: {lv}");
+        assert_eq!(cv["remote"], external.to_string(), "{via}: {cv}");
+        let (cs, cn, ch) = c.finish();
+        let (ls, ln, lh) = l.finish();
+        assert!(cs.success(), "connect exited with {cs}");
+        assert!(ls.success(), "listen exited with {ls}");
+        assert_eq!((cn, ln), (LEN, LEN), "bytes received (connector, listener)");
+        assert!(ch == want_down, "{via}: connector's SHA-256 differs");
+        assert!(lh == want_up, "{via}: listener's SHA-256 differs");
+        // After: the listener deleted its mapping on the way out.
+        assert!(
+            !reachable(lab.host(1), port, lab.host(0), external),
+            "{via}: {external} still forwarded after the listener exited"
+        );
+        eprintln!("{via}: mapped {external}, direct, {LEN} B each way, mapping deleted");
+    }
+    // For comparison, a start-up without port mapping (the peer is gone: the attempt
+    // then times out, which does not matter here).
+    let hc = Home::new("c-off");
+    let mut args = vec![
+        "connect".to_string(),
+        last_addr,
+        "--timeout".into(),
+        "1".into(),
+        "--portmap".into(),
+        "off".into(),
+    ];
+    args.extend(node_flags(&hc));
+    let spawned = Instant::now();
+    let c = spawn(lab.host(0), args, Vec::new(), "connect-off");
+    wait_event(&c.stderr, "started", LIMIT);
+    let off_ms = spawned.elapsed().as_millis();
+    let _ = c.finish();
+    eprintln!("start-up to 'started', silent gateway: portmap on {start_ms:?} ms, off {off_ms} ms");
+}
