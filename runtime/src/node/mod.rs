@@ -127,9 +127,19 @@ impl<R: Runtime> Node<R> {
                 rt.sleep_until(rt.now() + portmap::AFTER_ROUTES).await;
             };
             match &map_target {
-                Ok(t) => {
-                    Some(portmap::map(rt, &config.portmap, *t, port, &mut map_rng, cutoff).await)
-                }
+                // Boxed, as below: these futures are large, and start-up's must fit the
+                // stack of a caller's `block_on`.
+                Ok(t) => Some(
+                    Box::pin(portmap::map(
+                        rt,
+                        &config.portmap,
+                        *t,
+                        port,
+                        &mut map_rng,
+                        cutoff,
+                    ))
+                    .await,
+                ),
                 Err(why) => {
                     tracing::debug!("no port mapping: {why}");
                     None
@@ -137,7 +147,15 @@ impl<R: Runtime> Node<R> {
             }
         };
         let discovery = async {
-            let r = start::discover_and_bind(rt, chosen, &config.stun, port, fixed, &mut rng).await;
+            let r = Box::pin(start::discover_and_bind(
+                rt,
+                chosen,
+                &config.stun,
+                port,
+                fixed,
+                &mut rng,
+            ))
+            .await;
             drop(routes_found);
             r
         };
@@ -165,7 +183,16 @@ impl<R: Runtime> Node<R> {
             remove_mapping(rt, p.kept).await;
             if let (Ok(t), Some(bp)) = (map_target, bound_port) {
                 let no_cutoff = std::future::pending::<()>();
-                match portmap::map(rt, &config.portmap, t, bp, &mut map_rng, no_cutoff).await {
+                match Box::pin(portmap::map(
+                    rt,
+                    &config.portmap,
+                    t,
+                    bp,
+                    &mut map_rng,
+                    no_cutoff,
+                ))
+                .await
+                {
                     Ok(p) => pending = Some(p),
                     Err(why) => tracing::info!("no port mapping: {why}"),
                 }

@@ -128,12 +128,12 @@ pub(crate) async fn map<R: Runtime>(
         if pmp.is_empty() {
             None
         } else {
-            Some(PortMapper::keep(rt, want(pmp.clone()), rng).await)
+            Some(Box::pin(PortMapper::keep(rt, want(pmp.clone()), rng)).await)
         }
     };
     let upnp_try = async {
         if upnp {
-            Some(PortMapper::keep(rt, want(vec![Via::Upnp]), &mut upnp_rng).await)
+            Some(Box::pin(PortMapper::keep(rt, want(vec![Via::Upnp]), &mut upnp_rng)).await)
         } else {
             None
         }
