@@ -138,10 +138,11 @@ pub(crate) async fn map<R: Runtime>(
             None
         }
     };
+    let stop = futures_lite::future::or(rt.sleep_until(rt.now() + config.timeout), cutoff);
     let (first, second) = if upnp_preferred {
-        race(rt, upnp_try, pmp_try, config.timeout, cutoff).await
+        race(upnp_try, pmp_try, stop).await
     } else {
-        race(rt, pmp_try, upnp_try, config.timeout, cutoff).await
+        race(pmp_try, upnp_try, stop).await
     };
     if first.is_none() && second.is_none() {
         return Err(format!(
@@ -170,26 +171,22 @@ pub(crate) async fn map<R: Runtime>(
     }
 }
 
-type Attempt = Option<io::Result<KeptMapping>>;
+/// One mapping attempt's result: `None` when not asked for (or still running).
+type Attempt<T> = Option<io::Result<T>>;
 
 /// Runs two mapping attempts, `a` preferred, until decided: `a` succeeded, or `a` ended
-/// without success and `b` ended too; or until `timeout` passed or `cutoff` completed.
-/// Returns what each gave (`None`: not asked for, or still running — then dropped: it
-/// mapped nothing yet, or its mapping expires with its finite lease).
-async fn race<R: Runtime>(
-    rt: &R,
-    a: impl Future<Output = Attempt>,
-    b: impl Future<Output = Attempt>,
-    timeout: Duration,
-    cutoff: impl Future<Output = ()>,
-) -> (Attempt, Attempt) {
+/// without success and `b` ended too; or until `stop` completes. Returns what each gave
+/// (`None`: not asked for, or still running — then dropped: it mapped nothing yet, or
+/// its mapping expires with its finite lease).
+async fn race<T>(
+    a: impl Future<Output = Attempt<T>>,
+    b: impl Future<Output = Attempt<T>>,
+    stop: impl Future<Output = ()>,
+) -> (Attempt<T>, Attempt<T>) {
     let mut a = pin!(a);
     let mut b = pin!(b);
-    let mut stop = pin!(futures_lite::future::or(
-        rt.sleep_until(rt.now() + timeout),
-        cutoff
-    ));
-    let (mut ra, mut rb): (Option<Attempt>, Option<Attempt>) = (None, None);
+    let mut stop = pin!(stop);
+    let (mut ra, mut rb): (Option<Attempt<T>>, Option<Attempt<T>>) = (None, None);
     std::future::poll_fn(|cx| {
         if ra.is_none()
             && let Poll::Ready(v) = a.as_mut().poll(cx)
@@ -245,4 +242,59 @@ pub(crate) fn advertise<R: Runtime>(
         v6: l.route.internal.is_ipv6(),
         port: m.external.port(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, pending, ready};
+
+    fn ok(v: u32) -> Attempt<u32> {
+        Some(Ok(v))
+    }
+
+    fn failed() -> Attempt<u32> {
+        Some(Err(io::Error::other("refused")))
+    }
+
+    fn never() -> impl Future<Output = Attempt<u32>> {
+        pending()
+    }
+
+    fn ok_of(r: &Attempt<u32>) -> Option<u32> {
+        r.as_ref().and_then(|r| r.as_ref().ok()).copied()
+    }
+
+    #[test]
+    fn the_preferred_success_wins_without_waiting_for_the_other() {
+        let (a, b) = block_on(race(ready(ok(1)), never(), pending()));
+        assert_eq!((ok_of(&a), b.is_none()), (Some(1), true));
+    }
+
+    #[test]
+    fn the_other_success_waits_for_the_preferred_one_to_end() {
+        // Preferred still running: undecided until the stop.
+        let (a, b) = block_on(race(never(), ready(ok(2)), ready(())));
+        assert!(a.is_none());
+        assert_eq!(ok_of(&b), Some(2), "what the other made is kept");
+        // Preferred failed: the other wins.
+        let (a, b) = block_on(race(ready(failed()), ready(ok(2)), pending()));
+        assert!(matches!(a, Some(Err(_))));
+        assert_eq!(ok_of(&b), Some(2));
+        // Preferred not asked for.
+        let (a, b) = block_on(race(ready(None), ready(ok(3)), pending()));
+        assert!(a.is_none());
+        assert_eq!(ok_of(&b), Some(3));
+        // Both succeed: both are returned, the caller keeps the preferred one.
+        let (a, b) = block_on(race(ready(ok(1)), ready(ok(2)), pending()));
+        assert_eq!((ok_of(&a), ok_of(&b)), (Some(1), Some(2)));
+    }
+
+    #[test]
+    fn nothing_answering_ends_at_the_stop() {
+        let (a, b) = block_on(race(never(), never(), ready(())));
+        assert!(a.is_none() && b.is_none());
+        let (a, b) = block_on(race(ready(failed()), ready(failed()), pending()));
+        assert!(a.is_some() && b.is_some());
+    }
 }
