@@ -7,7 +7,9 @@
 //! router's external address and that port, and bytes cross both ways intact; once the
 //! listener exited, the mapping is gone: a plain listener on the same host port is
 //! unreachable from outside again. The connector's own gateway runs no port mapping
-//! service: its (default-on) attempt gives up quietly and costs it nothing else.
+//! service: its (default-on) attempt gives up quietly and costs it nothing else. With a
+//! 4 s lease the listener renews (logged every 2 s), and a peer still connects `direct`
+//! after 10 s.
 //!
 //! Needs root and the lab's packages; skips otherwise (fails under
 //! `P2PD_LAB_REQUIRED=1`).
@@ -313,4 +315,49 @@ fn listen_maps_its_port_by_each_protocol_and_a_public_peer_connects_direct() {
     let off_ms = spawned.elapsed().as_millis();
     let _ = c.finish();
     eprintln!("start-up to 'started', silent gateway: portmap on {start_ms:?} ms, off {off_ms} ms");
+}
+
+/// A 4 s NAT-PMP lease (`[portmap] lease` in the listener's config file): the node renews
+/// it, so that after more than two lease periods a public peer still connects `direct`
+/// (a lapsed mapping would leave only `reverse`, which the public connector could also
+/// take: the strategy tells them apart).
+#[test]
+fn listen_renews_a_short_lease() {
+    p2pd_lab::require!(ALL_TOOLS);
+    let lab = Lab::two_lans(RouterKind::Open, RouterKind::HOME).expect("build lab");
+    lab.start_servers().expect("coturn and mosquitto");
+    lab.start_miniupnpd(1).expect("miniupnpd");
+    let wan = IpAddr::V4(lab.router(1).wan_addr());
+    let (hl, hc) = (Home::new("l-renew"), Home::new("c-renew"));
+    std::fs::write(hl.0.join("config.toml"), "[portmap]\nlease = 4\n").unwrap();
+    let mut args = vec![
+        "listen".to_string(),
+        "--port".into(),
+        "42040".into(),
+        "--portmap-via".into(),
+        "natpmp".into(),
+    ];
+    args.extend(node_flags(&hl));
+    let l = spawn(lab.host(1), args, b"down".to_vec(), "listen");
+    let v = wait_event(&l.stderr, "listening", Duration::from_secs(30));
+    assert_eq!(v["portmap"]["lease_s"], 4, "{v}");
+    let external: SocketAddr = v["portmap"]["external"].as_str().unwrap().parse().unwrap();
+    assert_eq!(external.ip(), wan);
+    std::thread::sleep(Duration::from_secs(10));
+    let renewals = l
+        .stderr
+        .try_iter()
+        .filter(|line| line.contains("port mapping renewed"))
+        .count();
+    assert!(renewals >= 2, "{renewals} renewals in 10 s of a 4 s lease");
+    let mut args = vec!["connect".to_string(), v["addr"].as_str().unwrap().into()];
+    args.extend(node_flags(&hc));
+    let c = spawn(lab.host(0), args, b"up".to_vec(), "connect");
+    let cv = wait_event(&c.stderr, "connected", LIMIT);
+    assert_eq!(cv["strategy"], "direct", "{cv}");
+    assert_eq!(cv["remote"], external.to_string(), "{cv}");
+    let (cs, cn, _) = c.finish();
+    let (ls, ln, _) = l.finish();
+    assert!(cs.success() && ls.success(), "exits: {cs}, {ls}");
+    assert_eq!((cn, ln), (4, 2));
 }

@@ -213,6 +213,7 @@ impl<R: Runtime> Node<R> {
                         );
                     }
                     mapped_ports.push(m);
+                    portmap::log_events(rt, &p.kept);
                     kept = Some(p.kept);
                 }
                 Err(why) => {

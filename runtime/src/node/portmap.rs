@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use p2pd_core::addr::MappedPort;
-use p2pd_core::portmap::client::Via;
+use p2pd_core::portmap::client::{PortMapEvent, Via};
 use p2pd_core::portmap::natpmp::{MapProtocol, NATPMP_SERVER_PORT};
 use p2pd_core::rng::Rng;
 
@@ -208,6 +208,29 @@ async fn race<T>(
     })
     .await;
     (ra.flatten(), rb.flatten())
+}
+
+/// Logs the renewals, epoch resets and the loss or removal of a kept mapping, in a task
+/// that ends with it.
+pub(crate) fn log_events<R: Runtime>(rt: &R, kept: &KeptMapping) {
+    let events = kept.events().clone();
+    rt.spawn(async move {
+        while let Ok(e) = events.recv().await {
+            match e {
+                PortMapEvent::Mapped(m) => tracing::info!(
+                    "port mapping renewed: {} via {} for {} s",
+                    m.external,
+                    m.protocol_used.name(),
+                    m.lease.as_secs()
+                ),
+                PortMapEvent::EpochReset => {
+                    tracing::info!("the gateway restarted: mapping the port again")
+                }
+                PortMapEvent::Failed(e) => tracing::warn!("port mapping lost: {e}"),
+                PortMapEvent::Removed { .. } => return,
+            }
+        }
+    });
 }
 
 /// The mapped port to advertise for `pending`: on the route whose internal address is
