@@ -41,7 +41,7 @@ use crate::punch::{
 use crate::rng::Rng;
 use crate::stream::{Config as StreamConfig, Connection};
 use crate::time::Timeout;
-use crate::transmit::{Transmit, Transport};
+use crate::transmit::{DatagramQueue, Transmit};
 use crate::turn::{TurnClient, TurnClientConfig, TurnClientEvent};
 
 /// Port guesses per predicted mapping.
@@ -318,8 +318,7 @@ pub struct Negotiator {
     sockets: Vec<SocketAddr>,
     actions: VecDeque<Action>,
     events: VecDeque<NegotiationEvent>,
-    out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
-    current: Option<(SocketAddr, SocketAddr, Vec<u8>)>,
+    out: DatagramQueue,
 }
 
 /// The route pair both sides use for punching and the relay: IPv6 when both have it,
@@ -449,8 +448,7 @@ impl Negotiator {
             sockets: Vec::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
-            out: VecDeque::new(),
-            current: None,
+            out: DatagramQueue::new(MAX_QUEUE),
         })
     }
 
@@ -1464,14 +1462,7 @@ impl Negotiator {
 
     /// The next UDP datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        self.current = self.out.pop_front();
-        let (source, destination, bytes) = self.current.as_ref()?;
-        Some(Transmit {
-            transport: Transport::Udp,
-            source: *source,
-            destination: *destination,
-            contents: bytes,
-        })
+        self.out.poll()
     }
 
     /// The next request for the driver.
@@ -1569,9 +1560,7 @@ impl Negotiator {
         };
         let local_port = prober.spec(*id).map(|s| s.local.port());
         for s in sends {
-            if self.out.len() < MAX_QUEUE {
-                self.out.push_back(s);
-            }
+            self.out.push(s.0, s.1, s.2);
         }
         if let Some(observed) = result {
             let observed = observed.and_then(|(_, ext)| local_port.map(|l| (l, ext)));
@@ -1593,9 +1582,7 @@ impl Negotiator {
             outcome = Some(e);
         }
         for s in sends {
-            if self.out.len() < MAX_QUEUE {
-                self.out.push_back(s);
-            }
+            self.out.push(s.0, s.1, s.2);
         }
         match outcome {
             Some(UdpPunchEvent::Punched { local, remote }) => {
@@ -1670,10 +1657,7 @@ impl Negotiator {
                             bytes: t.contents.to_vec(),
                         }),
                         None => {
-                            if self.out.len() < MAX_QUEUE {
-                                self.out
-                                    .push_back((t.source, t.destination, t.contents.to_vec()));
-                            }
+                            self.out.push_transmit(&t);
                         }
                     }
                 }
@@ -1776,10 +1760,7 @@ impl Negotiator {
                 s.got.extend_from_slice(&b[..n]);
             }
             while let Some(t) = s.pipe.poll_transmit() {
-                if self.out.len() < MAX_QUEUE {
-                    self.out
-                        .push_back((t.source, t.destination, t.contents.to_vec()));
-                }
+                self.out.push_transmit(&t);
             }
             while let Some(a) = s.pipe.poll_action() {
                 self.actions.push_back(a);
@@ -1809,10 +1790,7 @@ impl Negotiator {
                     s.pipe.write(now, &h);
                     s.hello_sent = true;
                     while let Some(t) = s.pipe.poll_transmit() {
-                        if self.out.len() < MAX_QUEUE {
-                            self.out
-                                .push_back((t.source, t.destination, t.contents.to_vec()));
-                        }
+                        self.out.push_transmit(&t);
                     }
                     while let Some(a) = self.streams[i].pipe.poll_action() {
                         self.actions.push_back(a);
