@@ -51,7 +51,8 @@ pub struct DaemonArgs {
     #[arg(long = "listen", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
     /// Config file (default: $P2PD_HOME/config.toml): `stun` servers for /ifs and the
-    /// `[rest] token` every request must then carry as `Authorization: Bearer TOKEN`.
+    /// `[rest] token` every request must then carry as `Authorization: Bearer TOKEN`;
+    /// its `names` servers resolve names in `/p2p/open/{con}/{name}`.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// A STUN server for /ifs, IP[:PORT]; repeat for more. Replaces the config file's list.
