@@ -531,11 +531,7 @@ impl<R: Runtime> Engine<R> {
         if brokers.is_empty() || brokers == self.ours.brokers() {
             return;
         }
-        match NodeAddr::new(
-            self.ours.key().clone(),
-            brokers,
-            self.ours.interfaces().to_vec(),
-        ) {
+        match NodeAddr::new(*self.ours.key(), brokers, self.ours.interfaces().to_vec()) {
             Ok(addr) => {
                 tracing::info!("signaling brokers changed; node address now {addr}");
                 self.ours = addr.clone();
