@@ -419,9 +419,11 @@ async fn open(
         Some(list) => Strategy::parse_list(list)
             .map_err(|e| ApiError::new(ErrorKind::BadStrategies, e.to_string()))?,
     };
-    let addr = super::target::open_target(target, &state.name_servers).await?;
+    let target = super::target::check_target(target)?;
     let node = state.node.get()?;
-    let addr = addr.unwrap_or_else(|| node.addr());
+    let addr = super::target::resolve_target(target, &state.name_servers)
+        .await?
+        .unwrap_or_else(|| node.addr());
     let reservation = state.table.reserve(name)?;
     let tried: Vec<&str> = strategies.iter().map(|s| s.name()).collect();
     let tried = tried.join(",");

@@ -7,25 +7,57 @@ use std::net::SocketAddr;
 use p2pd_core::addr::NodeAddr;
 
 use super::errors::{ApiError, ErrorKind};
-use crate::target::{TargetError, resolve};
+use crate::target::{Target, TargetError, parse};
 
-/// The node address `target` stands for; `None` for `self` (the node's own).
+/// A checked target, not resolved yet.
+#[derive(Debug)]
+pub enum OpenTarget {
+    /// The node's own address.
+    SelfNode,
+    /// A node address or a name.
+    Peer(Target),
+}
+
+/// Checks `target` without touching the network (`bad_addr` when it is neither
+/// `self`, a node address nor a valid name).
+pub fn check_target(target: &str) -> Result<OpenTarget, ApiError> {
+    if target == "self" {
+        return Ok(OpenTarget::SelfNode);
+    }
+    parse(target)
+        .map(OpenTarget::Peer)
+        .map_err(|e| api_error(&e))
+}
+
+/// The node address a checked target stands for (a name is looked up on
+/// `name_servers`); `None` for `self`.
+pub async fn resolve_target(
+    target: OpenTarget,
+    name_servers: &[SocketAddr],
+) -> Result<Option<NodeAddr>, ApiError> {
+    match target {
+        OpenTarget::SelfNode => Ok(None),
+        OpenTarget::Peer(Target::Addr(a)) => Ok(Some(*a)),
+        OpenTarget::Peer(Target::Name(name)) => {
+            let text = name.to_string();
+            match crate::target::resolve(&text, name_servers).await {
+                Ok((addr, _)) => {
+                    tracing::info!(%name, node = %addr.node_id(), "name resolved");
+                    Ok(Some(addr))
+                }
+                Err(e) => Err(api_error(&e)),
+            }
+        }
+    }
+}
+
+/// [`check_target`] then [`resolve_target`].
+#[cfg(test)]
 pub async fn open_target(
     target: &str,
     name_servers: &[SocketAddr],
 ) -> Result<Option<NodeAddr>, ApiError> {
-    if target == "self" {
-        return Ok(None);
-    }
-    match resolve(target, name_servers).await {
-        Ok((addr, name)) => {
-            if let Some(name) = name {
-                tracing::info!(%name, node = %addr.node_id(), "name resolved");
-            }
-            Ok(Some(addr))
-        }
-        Err(e) => Err(api_error(&e)),
-    }
+    resolve_target(check_target(target)?, name_servers).await
 }
 
 fn api_error(e: &TargetError) -> ApiError {
