@@ -259,6 +259,27 @@ fn unknown_invalid_and_unresolvable_names_are_clear_errors() {
     let home = TempDir::new("no-config");
     let e = connect_fails(&["nobody", "--home", &home.0.to_string_lossy()]);
     assert!(e.contains("no name server is configured"), "{e}");
+    // `listen --name` without a name server: refused before the node starts.
+    let out = Command::new(BIN)
+        .args(["listen", "--name", "alice", "--home"])
+        .arg(&home.0)
+        .args(["--mqtt", "127.0.0.1:1", "--stun", "127.0.0.1:1"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--name needs a name server"), "{e}");
+    // An invalid --name is refused by the flag parser.
+    let out = Command::new(BIN)
+        .args(["listen", "--name=alice-", "--name-server"])
+        .arg(&ns)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("starts or ends with '-'"), "{e}");
     // A server that never answers (a bound, silent socket): bounded, and says so.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let silent = silent.local_addr().unwrap().to_string();
