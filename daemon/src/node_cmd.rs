@@ -276,9 +276,10 @@ pub async fn connect(args: ConnectArgs) -> Result<()> {
         crate::target::Target::Addr(_) => Vec::new(),
         crate::target::Target::Name(_) => name_servers(&args.node, &args.name_servers)?,
     };
+    let asked = std::time::Instant::now();
     let (peer, name) = crate::target::resolve(&args.addr, &servers).await?;
     if let Some(name) = name {
-        crate::node_names::announce_resolved(&name, &peer, args.node.json)?;
+        crate::node_names::announce_resolved(&name, &peer, asked.elapsed(), args.node.json)?;
     }
     let mut config = node_config(&args.node)?;
     config.accept = false;

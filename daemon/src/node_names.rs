@@ -147,16 +147,23 @@ struct Resolved<'a> {
     name: &'a str,
     addr: String,
     node_id: String,
+    resolve_ms: u128,
 }
 
-/// Says on stderr what a name resolved to.
-pub fn announce_resolved(name: &Name, addr: &NodeAddr, json: bool) -> Result<()> {
+/// Says on stderr what a name resolved to, and how long the lookup took.
+pub fn announce_resolved(
+    name: &Name,
+    addr: &NodeAddr,
+    took: std::time::Duration,
+    json: bool,
+) -> Result<()> {
     if json {
         say(&serde_json::to_string(&Resolved {
             event: "resolved",
             name: name.as_str(),
             addr: addr.to_string(),
             node_id: addr.node_id().to_string(),
+            resolve_ms: took.as_millis(),
         })?);
     } else {
         say(&format!("{name} is node {}", addr.node_id()));

@@ -228,7 +228,15 @@ fn by_name(lab: &Lab, name: &str) -> String {
         node_id.as_str(),
         "the name gave the listener"
     );
+    eprintln!(
+        "name resolved in {} ms from behind the NAT",
+        rv["resolve_ms"]
+    );
     let cv = wait_event(&c.stderr, "connected", LIMIT);
+    eprintln!(
+        "connect took {} ms (node up to connection up)",
+        cv["connect_ms"]
+    );
     let lv = wait_event(&l.stderr, "connected", LIMIT);
     assert_eq!(cv["strategy"], lv["strategy"]);
     assert_eq!(cv["peer"], node_id.as_str());
