@@ -91,6 +91,8 @@ pub(crate) struct EngineSetup<R: Runtime> {
     pub(crate) incoming: async_channel::Sender<Connection<R>>,
     pub(crate) rng: Rng,
     pub(crate) connect_limit: Duration,
+    /// Where the engine publishes address changes.
+    pub(crate) watch: Arc<super::watch::AddrWatch>,
 }
 
 type Connecting<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
@@ -177,6 +179,7 @@ pub(crate) struct Engine<R: Runtime> {
     negotiations: HashMap<AttemptId, Negotiation<R>>,
     next_udp: usize,
     connect_limit: Duration,
+    watch: Arc<super::watch::AddrWatch>,
 }
 
 /// Runs the engine until the node handle and every connection are gone.
@@ -196,6 +199,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         incoming,
         rng,
         connect_limit,
+        watch,
     } = setup;
     let mut udp = Vec::new();
     let mut listeners = Vec::new();
@@ -230,6 +234,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         negotiations: HashMap::new(),
         next_udp: 0,
         connect_limit,
+        watch,
     };
     e.run(commands, keepalive).await;
 }
@@ -518,6 +523,24 @@ impl<R: Runtime> Engine<R> {
         }
     }
 
+    /// Signaling listens on other brokers now: the node's address follows (new
+    /// negotiations advertise it; [`super::Node::addr_changes`] subscribers hear of it).
+    /// An empty set (every broker down for now) keeps the last address: the signaler is
+    /// reconnecting, and an address without brokers could not be reached at all.
+    fn brokers_changed(&mut self, brokers: Vec<p2pd_core::addr::Broker>) {
+        if brokers.is_empty() || brokers == self.ours.brokers() {
+            return;
+        }
+        match NodeAddr::new(*self.ours.key(), brokers, self.ours.interfaces().to_vec()) {
+            Ok(addr) => {
+                tracing::info!("signaling brokers changed; node address now {addr}");
+                self.ours = addr.clone();
+                self.watch.publish(addr);
+            }
+            Err(e) => tracing::warn!("signaling brokers changed, but no address fits them: {e}"),
+        }
+    }
+
     async fn signal_event(&mut self, now: Instant, ev: SignalEvent) {
         let m = match ev {
             SignalEvent::Received(m) => m,
@@ -531,6 +554,10 @@ impl<R: Runtime> Engine<R> {
             }
             SignalEvent::ConnectionLost { broker, reason } => {
                 tracing::info!("signaling broker {broker} lost: {reason}");
+                return;
+            }
+            SignalEvent::Listening(brokers) => {
+                self.brokers_changed(brokers);
                 return;
             }
             _ => return,
