@@ -60,6 +60,10 @@ fn birthday() -> BirthdayPlan {
 }
 /// Most direct-connect candidates tried at once.
 const MAX_CANDIDATES: usize = 8;
+/// Between rounds of fresh connects for direct and reverse.
+const REDIAL: Duration = Duration::from_secs(1);
+/// Rounds of fresh connects after the first.
+const REDIALS: u32 = 7;
 /// Most bytes buffered on a TCP path before its handshake completes.
 const MAX_TCP_BUFFER: usize = ROUTE_LEN + HELLO_LEN + 64 * 1024;
 /// Most queued datagrams and actions.
@@ -102,8 +106,8 @@ impl Default for Timeouts {
         Timeouts {
             answer: Duration::from_secs(20),
             direct: Duration::from_secs(16),
-            reverse: Duration::from_secs(8),
-            tcp_punch: Duration::from_secs(16),
+            reverse: Duration::from_secs(16),
+            tcp_punch: Duration::from_secs(24),
             udp_punch: Duration::from_secs(30),
             relay: Duration::from_secs(20),
             stun: Duration::from_secs(3),
@@ -305,6 +309,9 @@ pub struct Negotiator {
     answer_deadline: Instant,
     overall_deadline: Instant,
     direct_deadline: Option<Instant>,
+    /// Fresh connects for direct (initiator) or reverse (responder), so that one lost SYN
+    /// costs a second, not the kernel's doubling backoff: (strategy, next round, rounds left).
+    redial: Option<(Strategy, Instant, u32)>,
     direct_running: bool,
     committed: bool,
     done: bool,
@@ -435,6 +442,7 @@ impl Negotiator {
             answered: None,
             overall_deadline,
             direct_deadline: None,
+            redial: None,
             direct_running: false,
             committed: false,
             done: false,
@@ -599,12 +607,42 @@ impl Negotiator {
             strategy: Strategy::Direct,
             detail: format!("TCP connect to {}", list(&cands)),
         });
-        for remote in cands {
-            let id = self.tcp_id();
-            self.open_tcp(id, Strategy::Direct, None, remote);
-        }
+        self.dial(now, Strategy::Direct, &cands);
         self.direct_running = true;
         self.direct_deadline = Some(now + self.cfg.timeouts.direct);
+    }
+
+    /// TCP connects of `strategy` to every candidate, repeated every [`REDIAL`] for
+    /// [`REDIALS`] rounds while the strategy runs.
+    fn dial(&mut self, now: Instant, strategy: Strategy, cands: &[SocketAddr]) {
+        for remote in cands {
+            let id = self.tcp_id();
+            self.open_tcp(id, strategy, None, *remote);
+        }
+        let left = match self.redial {
+            Some((s, _, left)) if s == strategy => left.saturating_sub(1),
+            _ => REDIALS,
+        };
+        self.redial = (left > 0).then_some((strategy, now + REDIAL, left));
+    }
+
+    fn redial_due(&mut self, now: Instant) {
+        let Some((strategy, at, _)) = self.redial else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        let running = match strategy {
+            Strategy::Direct => self.direct_running,
+            _ => true,
+        };
+        if !running || self.committed {
+            self.redial = None;
+            return;
+        }
+        let cands = connect_candidates(&self.cfg.ours, &self.peer);
+        self.dial(now, strategy, &cands);
     }
 
     fn open_tcp(
@@ -853,10 +891,7 @@ impl Negotiator {
                     strategy: Strategy::Reverse,
                     detail: format!("TCP connect to {}", list(&cands)),
                 });
-                for remote in cands {
-                    let id = self.tcp_id();
-                    self.open_tcp(id, Strategy::Reverse, None, remote);
-                }
+                self.dial(now, Strategy::Reverse, &cands);
             }
             (Role::Responder, Body::PunchInit { kind, facts }) => {
                 self.responder_punch(now, kind, facts)
@@ -1227,7 +1262,9 @@ impl Negotiator {
     /// A TCP path of `strategy` closed: the strategy fails when it has none left and
     /// cannot open more.
     fn tcp_path_gone(&mut self, now: Instant, strategy: Strategy) {
-        if self.tcp.values().any(|p| p.strategy == strategy) {
+        if self.tcp.values().any(|p| p.strategy == strategy)
+            || self.redial.is_some_and(|(s, _, _)| s == strategy)
+        {
             return;
         }
         match strategy {
@@ -1399,6 +1436,7 @@ impl Negotiator {
         for s in &mut self.streams {
             s.pipe.handle_timeout(now);
         }
+        self.redial_due(now);
         self.start_due_punches(now);
         self.pump(now);
     }
@@ -1491,6 +1529,10 @@ impl Negotiator {
                 best = t;
             }
         };
+        consider(self.redial.map(|(_, at, _)| Timeout {
+            at,
+            reason: "fresh connects",
+        }));
         if self.direct_running {
             consider(self.direct_deadline.map(|at| Timeout {
                 at,
@@ -1823,6 +1865,9 @@ impl Negotiator {
 
     /// Releases what `strategy` holds, without events.
     fn drop_strategy(&mut self, _now: Instant, strategy: Strategy) {
+        if self.redial.is_some_and(|(s, _, _)| s == strategy) {
+            self.redial = None;
+        }
         let ids: Vec<TcpId> = self
             .tcp
             .iter()
