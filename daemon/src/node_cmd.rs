@@ -96,7 +96,7 @@ fn init_logging(verbose: u8) {
 }
 
 /// The node configuration from flags and the config file.
-fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
+pub(crate) fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
     let home = match &args.home {
         Some(h) => h.clone(),
         None => config::default_path()

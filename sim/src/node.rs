@@ -193,6 +193,12 @@ impl SimNode {
         }
     }
 
+    /// The strategies an initiator offers (in order of preference); effective if set
+    /// before [`begin`](Self::begin).
+    pub fn set_strategies(&mut self, strategies: Vec<Strategy>) {
+        self.cfg.strategies = strategies;
+    }
+
     /// Whether the node's broker connection is up (it can be signaled).
     pub fn is_registered(&self) -> bool {
         self.registered
