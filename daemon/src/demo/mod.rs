@@ -104,11 +104,11 @@ async fn parse_strategies(input: &mut Input, given: Option<&str>) -> Result<Vec<
 fn summary(offered: &[Strategy], steps: &[Progress]) -> String {
     let mut lines = vec!["Strategies:".to_string()];
     for s in Strategy::ALL {
-        let mut state = if offered.contains(&s) {
-            "not needed".to_string()
-        } else {
-            "not offered".to_string()
-        };
+        if !offered.contains(&s) {
+            lines.push(format!("  {:<10} not offered", s.name()));
+            continue;
+        }
+        let mut state = "not needed".to_string();
         for p in steps {
             match p {
                 Progress::Skipped { strategy, reason } if *strategy == s => {

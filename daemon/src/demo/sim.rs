@@ -55,15 +55,6 @@ async fn choose_nat(
     if let Some(c) = given {
         return Ok(c);
     }
-    if input.interactive() {
-        let types: Vec<_> = NatType::ALL.iter().map(|t| t.name()).collect();
-        let deltas: Vec<_> = DeltaKind::ALL.iter().map(|d| d.name()).collect();
-        say(&format!(
-            "NAT types: {}\nport allocations (delta): {}",
-            types.join(", "),
-            deltas.join(", ")
-        ));
-    }
     for _ in 0..TRIES {
         let answer = input
             .ask(&format!("{who} NAT, TYPE/DELTA [{default}]: "))
@@ -99,6 +90,15 @@ fn ms(since: Instant, at: Instant) -> u128 {
 pub async fn run(args: &DemoArgs, input: &mut Input) -> Result<()> {
     say("p2pd demo: universal reachability, offline inside the network simulator");
     say("Two computers behind NATs on a simulated internet (virtual time, seeded).\n");
+    if input.interactive() && (args.nat.is_none() || args.peer_nat.is_none()) {
+        let types: Vec<_> = NatType::ALL.iter().map(|t| t.name()).collect();
+        let deltas: Vec<_> = DeltaKind::ALL.iter().map(|d| d.name()).collect();
+        say(&format!(
+            "NAT types: {}\nport allocations (delta): {}",
+            types.join(", "),
+            deltas.join(", ")
+        ));
+    }
     let me = choose_nat(input, args.nat, "Your", DEFAULT_NAT).await?;
     let peer = choose_nat(input, args.peer_nat, "The peer's", DEFAULT_PEER_NAT).await?;
 
