@@ -46,9 +46,45 @@ async fn with_ticker<F: Future>(label: &str, f: F) -> F::Output {
     }
 }
 
+/// Said with every failure to start the node.
+const OFFLINE_HINT: &str = "(`p2pd demo --sim` runs the demo offline, inside the simulator)";
+
 /// Runs the demo on the real network.
 pub async fn run(args: &DemoArgs, input: &mut Input) -> Result<()> {
     say("p2pd demo: universal reachability\n");
+    let node = start(args)
+        .await
+        .map_err(|e| format!("{e}\n{OFFLINE_HINT}"))?;
+    say(&format!("Your node address:\n  {}\n", node.addr()));
+    let peer = choose_peer(args, input).await?;
+    let initiator = peer.is_some();
+    let conn = match peer {
+        Some(peer) => {
+            let strategies = parse_strategies(input, args.strategies.as_deref()).await?;
+            connect(&node, &peer, &strategies).await?
+        }
+        None => {
+            say("Waiting for a peer to connect (give it the address above)...");
+            let conn = node.accept().await?;
+            let i = conn.info();
+            say(&format!(
+                "{} connected by {} ({} -> {})",
+                i.peer.node_id(),
+                i.strategy,
+                i.local,
+                i.remote
+            ));
+            conn
+        }
+    };
+    let echo_timeout = Duration::from_secs(args.echo_timeout.max(1));
+    chat(conn, input, initiator, echo_timeout).await?;
+    drop(node);
+    Ok(())
+}
+
+/// Loads the interfaces and starts the node, showing what it found.
+async fn start(args: &DemoArgs) -> Result<Node<Tokio>> {
     let mut config = node_config(&args.node)?;
     config.accept = true;
     say("Loading networking interfaces...");
@@ -83,33 +119,7 @@ pub async fn run(args: &DemoArgs, input: &mut Input) -> Result<()> {
             r.route.delta.value
         ));
     }
-    say(&format!("Your node address:\n  {}\n", node.addr()));
-
-    let peer = choose_peer(args, input).await?;
-    let initiator = peer.is_some();
-    let conn = match peer {
-        Some(peer) => {
-            let strategies = parse_strategies(input, args.strategies.as_deref()).await?;
-            connect(&node, &peer, &strategies).await?
-        }
-        None => {
-            say("Waiting for a peer to connect (give it the address above)...");
-            let conn = node.accept().await?;
-            let i = conn.info();
-            say(&format!(
-                "{} connected by {} ({} -> {})",
-                i.peer.node_id(),
-                i.strategy,
-                i.local,
-                i.remote
-            ));
-            conn
-        }
-    };
-    let echo_timeout = Duration::from_secs(args.echo_timeout.max(1));
-    chat(conn, input, initiator, echo_timeout).await?;
-    drop(node);
-    Ok(())
+    Ok(node)
 }
 
 /// The peer to connect to, or `None` to wait for one.
