@@ -2,9 +2,11 @@
 //! util-linux, in Debian's essential `bsdutils`) gives the demo a terminal, so it asks
 //! its questions; the test answers each once it is shown and checks what the demo
 //! prints: the NAT types, the addresses, the strategies skipped and tried, the winner,
-//! and a chat line echoed back.
+//! and a chat line echoed back. The real-network demo is driven the same way on
+//! loopback (skipped without mosquitto, unless `P2PD_LAB_REQUIRED=1`).
 
 mod common;
+mod node_common;
 
 use std::io::{Read, Write};
 use std::process::{Child, Command, Stdio};
@@ -12,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::BIN;
+use node_common::{Proc, TempDir, servers};
 
 /// The longest one step may take before the test fails (a hang guard, not a timing
 /// assertion).
@@ -185,4 +188,100 @@ fn the_sim_demo_takes_a_chosen_strategy_list_in_a_terminal() {
     assert!(shown.contains("blocked; delta random 0"), "{shown}");
     assert!(shown.contains("skipped udp_punch: not enabled"), "{shown}");
     assert!(shown.contains("  relay      WON"), "{shown}");
+}
+
+#[test]
+fn the_real_demo_asks_connects_and_echoes_in_a_terminal() {
+    let Some(s) = servers("demo-pty") else { return };
+    let (ha, hb) = (TempDir::new("pty-a"), TempDir::new("pty-b"));
+    let node_args = |home: &TempDir| {
+        format!(
+            "--interface lo --stun {} --mqtt {} --turn alice:secret@{} --home {}",
+            s.stun,
+            s.mqtt,
+            s.turn,
+            home.0.display()
+        )
+    };
+    // The peer: a demo that waits, unattended.
+    let mut peer = std::process::Command::new(BIN)
+        .arg("demo")
+        .arg("--wait")
+        .args(node_args(&hb).split(' '))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut peer_out = peer.stdout.take().unwrap();
+    let peer = Proc(peer);
+    let peer_shown = Arc::new(Mutex::new(String::new()));
+    let ps = peer_shown.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = peer_out.read(&mut buf) {
+            if n == 0 {
+                return;
+            }
+            ps.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let start = Instant::now();
+    let addr = loop {
+        let text = peer_shown.lock().unwrap().clone();
+        if let Some(a) = text
+            .split_whitespace()
+            .find(|w| w.starts_with("p2pd1:"))
+            .filter(|_| text.contains("Waiting for a peer"))
+        {
+            break a.to_string();
+        }
+        assert!(
+            start.elapsed() < STEP_LIMIT,
+            "the peer never started: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+
+    let mut demo = Pty::start(&format!("demo {}", node_args(&ha)));
+    demo.wait_for("Loading networking interfaces...");
+    demo.wait_for("Your node address:\n  p2pd1:");
+    demo.wait_for("Peer address to connect to (Enter: wait for a peer to connect): ");
+    demo.type_line("p2pd1:not-an-address");
+    demo.wait_for("not a node address");
+    demo.wait_for_nth("Peer address to connect to", 2);
+    demo.type_line(&addr);
+    demo.wait_for("Strategies to try [direct,reverse,tcp_punch,udp_punch,relay]: ");
+    demo.type_line("reverse,relay");
+    demo.wait_for("'exit' ends.");
+    demo.type_line("hello real peer");
+    demo.wait_for("echo: hello real peer  (round trip ");
+    demo.type_line("exit");
+    demo.wait_for("Bye.");
+    assert!(demo.wait_exit());
+    let shown = demo.shown();
+    assert!(shown.contains("  lo (v4)"), "{shown}");
+    assert!(shown.contains("-> external 127.0.0.1: "), "{shown}");
+    assert!(shown.contains("Connecting with reverse,relay:"), "{shown}");
+    assert!(shown.contains("skipped direct: not enabled"), "{shown}");
+    assert!(shown.contains(" ms  trying reverse: "), "{shown}");
+    assert!(shown.contains("  reverse    WON"), "{shown}");
+    assert!(shown.contains("  direct     not offered"), "{shown}");
+
+    // The peer showed the line and saw the end.
+    let start = Instant::now();
+    while !peer_shown.lock().unwrap().contains("Bye.") {
+        assert!(
+            start.elapsed() < STEP_LIMIT,
+            "{}",
+            peer_shown.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = peer_shown.lock().unwrap().clone();
+    assert!(text.contains("connected by reverse"), "{text}");
+    assert!(text.contains("peer: hello real peer\n"), "{text}");
+    drop(peer);
 }
