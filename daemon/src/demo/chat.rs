@@ -60,8 +60,20 @@ impl Chat {
     }
 
     fn line(raw: &[u8]) -> (ChatEvent, Option<Vec<u8>>) {
-        let text = String::from_utf8_lossy(raw);
-        let text = text.strip_suffix('\r').unwrap_or(&text);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // A peer must not drive our terminal: control characters (escape sequences
+        // included) are shown as U+FFFD.
+        let text: String = String::from_utf8_lossy(raw)
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    '\u{fffd}'
+                } else {
+                    c
+                }
+            })
+            .collect();
+        let text = text.as_str();
         if let Some(rest) = text.strip_prefix(ECHOED) {
             (ChatEvent::Echo(rest.to_string()), None)
         } else if let Some(rest) = text.strip_prefix(ECHO) {
@@ -102,6 +114,12 @@ mod tests {
         let big = vec![b'x'; MAX_LINE * 3 + 1];
         assert_eq!(c.feed(&big).len(), 3);
         assert_eq!(c.partial.len(), 1);
+        // Terminal escape sequences from the peer are defused.
+        let got = Chat::new().feed(b"ECHO \x1b[2Jgone\x07\n");
+        assert_eq!(
+            got[0].0,
+            ChatEvent::Message("\u{fffd}[2Jgone\u{fffd}".into())
+        );
         // A typed line with a line break stays one line.
         assert_eq!(Chat::request("a\nb"), b"ECHO a b\n");
     }
