@@ -2,6 +2,7 @@
 
 mod cli;
 mod config;
+mod demo;
 mod ifs_cmd;
 mod name_cmd;
 mod name_store;
@@ -49,6 +50,7 @@ fn main() -> ExitCode {
             cli::Command::Daemon(args) => rest::run(args).await,
             cli::Command::Listen(args) => node_cmd::listen(args).await,
             cli::Command::Connect(args) => node_cmd::connect(args).await,
+            cli::Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

@@ -19,7 +19,7 @@ use p2pd_core::addr::NodeAddr;
 use p2pd_core::identity::{Identity, PublicKey};
 use p2pd_core::negotiate::message::{Body, NegotiationMessage};
 use p2pd_core::negotiate::{
-    Action, AttemptId, NegotiationEvent, Negotiator, NegotiatorConfig, Pipe, ROUTE_LEN,
+    Action, AttemptId, NegotiationEvent, Negotiator, NegotiatorConfig, Pipe, Progress, ROUTE_LEN,
     SIGNAL_KIND, Strategy, TcpEvent, TcpId, Timeouts, TurnSpec, route_signal, route_tcp,
 };
 use p2pd_core::rng::Rng;
@@ -71,6 +71,8 @@ pub(crate) enum Command<R: Runtime> {
         peer: NodeAddr,
         strategies: Vec<Strategy>,
         reply: async_channel::Sender<Result<Connection<R>, ConnectError>>,
+        /// Where to report the negotiation's steps (dropped when full).
+        progress: Option<async_channel::Sender<Progress>>,
     },
 }
 
@@ -136,6 +138,7 @@ struct Negotiation<R: Runtime> {
     neg: Negotiator,
     peer: NodeAddr,
     reply: Option<async_channel::Sender<Result<Connection<R>, ConnectError>>>,
+    progress: Option<async_channel::Sender<Progress>>,
     log: Vec<String>,
     deadline: Instant,
 }
@@ -478,6 +481,7 @@ impl<R: Runtime> Engine<R> {
                 peer,
                 strategies,
                 reply,
+                progress,
             } => {
                 if peer.key() == &self.identity.public() {
                     let _ = reply.try_send(Err(ConnectError::Ourselves));
@@ -502,6 +506,7 @@ impl<R: Runtime> Engine<R> {
                         neg,
                         peer,
                         reply: Some(reply),
+                        progress,
                         log: Vec::new(),
                         deadline: now + self.connect_limit,
                     },
@@ -623,6 +628,7 @@ impl<R: Runtime> Engine<R> {
                         neg,
                         peer,
                         reply: None,
+                        progress: None,
                         log: Vec::new(),
                         deadline: now + self.connect_limit,
                     },
@@ -987,6 +993,9 @@ impl<R: Runtime> Engine<R> {
     }
 
     async fn event(&mut self, a: AttemptId, now: Instant, ev: NegotiationEvent) {
+        if let Some(tx) = self.negotiations.get(&a).and_then(|n| n.progress.as_ref()) {
+            let _ = tx.try_send(Progress::from(&ev));
+        }
         match ev {
             NegotiationEvent::Skipped { strategy, reason } => {
                 tracing::info!("attempt {a}: {strategy} skipped: {reason}");

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use p2pd_core::addr::NodeAddr;
 use p2pd_core::identity::PublicKey;
-use p2pd_core::negotiate::Strategy;
+use p2pd_core::negotiate::{Progress, Strategy};
 use p2pd_core::signal::{SignalEvent, SignalerConfig};
 
 pub use config::{ConnectError, NodeConfig, NodeError, default_strategies};
@@ -200,6 +200,28 @@ impl<R: Runtime> Node<R> {
         peer: &NodeAddr,
         strategies: &[Strategy],
     ) -> Result<Connection<R>, ConnectError> {
+        self.connect_inner(peer, strategies, None).await
+    }
+
+    /// Like [`connect`](Self::connect), and reports each step of the negotiation
+    /// (strategies skipped, tried, failed, the winner) on `progress` as it happens — for
+    /// a user interface. Steps that find `progress` full are dropped; a channel with room
+    /// for 64 holds every step of one attempt.
+    pub async fn connect_with_progress(
+        &self,
+        peer: &NodeAddr,
+        strategies: &[Strategy],
+        progress: async_channel::Sender<Progress>,
+    ) -> Result<Connection<R>, ConnectError> {
+        self.connect_inner(peer, strategies, Some(progress)).await
+    }
+
+    async fn connect_inner(
+        &self,
+        peer: &NodeAddr,
+        strategies: &[Strategy],
+        progress: Option<async_channel::Sender<Progress>>,
+    ) -> Result<Connection<R>, ConnectError> {
         if strategies.is_empty() {
             return Err(ConnectError::NoStrategy);
         }
@@ -209,6 +231,7 @@ impl<R: Runtime> Node<R> {
                 peer: peer.clone(),
                 strategies: strategies.to_vec(),
                 reply: tx,
+                progress,
             })
             .await
             .map_err(|_| ConnectError::Stopped)?;
