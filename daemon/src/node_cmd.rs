@@ -13,7 +13,7 @@ use p2pd_core::negotiate::Strategy;
 use p2pd_tokio::Tokio;
 use p2pd_tokio::TokioConnection;
 use p2pd_tokio::interfaces::InterfaceFilter;
-use p2pd_tokio::node::{Connection, Node, NodeConfig, TurnSpec};
+use p2pd_tokio::node::{Connection, Node, NodeConfig, NodeError, TurnSpec};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,9 +27,9 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// stdin chunks read ahead of the connection.
 const STDIN_QUEUE: usize = 16;
 
-/// Flags every node command shares.
+/// The flags that say how to start a node: shared by `listen`, `connect` and `daemon`.
 #[derive(Debug, Args)]
-pub struct NodeArgs {
+pub struct NodeFlags {
     /// A STUN server, IP[:PORT]; repeat for more. Replaces the config file's list.
     #[arg(long = "stun", value_parser = parse_host_port)]
     pub stun: Vec<SocketAddr>,
@@ -54,6 +54,13 @@ pub struct NodeArgs {
     /// Only this interface (by name, loopback allowed); repeat for more.
     #[arg(long = "interface")]
     pub interfaces: Vec<String>,
+}
+
+/// Flags of the commands that run a node on the terminal (`listen`, `connect`).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub flags: NodeFlags,
     /// Log what the node does on stderr (-vv for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -95,26 +102,37 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// The node configuration from flags and the config file.
-fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
-    let home = match &args.home {
-        Some(h) => h.clone(),
-        None => config::default_path()
-            .and_then(|p| p.parent().map(PathBuf::from))
-            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
-    };
+/// The config file the flags name: `--config`, else `--home`'s `config.toml` (optional),
+/// else the default path (optional). Returns it and the file it came from, if any.
+pub fn load_config(flags: &NodeFlags) -> Result<(config::Config, Option<PathBuf>)> {
     // --home DIR means DIR/config.toml (optional), never another home's file.
-    let (file, file_path) = match (&args.config, &args.home) {
+    Ok(match (&flags.config, &flags.home) {
         (Some(p), _) => config::load(Some(p))?,
         (None, Some(h)) if h.join("config.toml").exists() => {
             config::load(Some(&h.join("config.toml")))?
         }
         (None, Some(_)) => (config::Config::default(), None),
         (None, None) => config::load(None)?,
+    })
+}
+
+/// The node configuration from flags and the config file.
+pub fn node_config(args: &NodeFlags) -> Result<NodeConfig> {
+    let home = match &args.home {
+        Some(h) => h.clone(),
+        None => config::default_path()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
     };
-    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
+    let (file, file_path) = load_config(args)?;
+    // Brokers first: without one there is no node, and the STUN list (which may name
+    // hosts) need not be resolved to say so.
     let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
+    if mqtt.is_empty() {
+        return Err(NodeError::NoBrokers.into());
+    }
     let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
+    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
     let mut c = NodeConfig::new(home, stun, mqtt, turn);
     c.port = args.port;
     c.interfaces = InterfaceFilter {
@@ -189,7 +207,7 @@ fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Durati
 
 pub async fn listen(args: ListenArgs) -> Result<()> {
     init_logging(args.node.verbose);
-    let config = node_config(&args.node)?;
+    let config = node_config(&args.node.flags)?;
     let node = Node::start(&Tokio, config).await?;
     if args.node.json {
         let routes = node
@@ -223,7 +241,7 @@ pub async fn connect(args: ConnectArgs) -> Result<()> {
     init_logging(args.node.verbose);
     let peer = NodeAddr::parse(&args.addr).map_err(|e| format!("bad node address: {e}"))?;
     let strategies = Strategy::parse_list(&args.strategies)?;
-    let mut config = node_config(&args.node)?;
+    let mut config = node_config(&args.node.flags)?;
     config.accept = false;
     config.connect_timeout = Duration::from_secs(args.timeout.max(1));
     let node = Node::start(&Tokio, config).await?;

@@ -406,6 +406,33 @@ pub async fn handle(
     }
 }
 
+/// What `/p2p/open/{name}/{target}` connects to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `self`: this node (a loop back through the node, for trying the API alone).
+    Ourselves,
+    /// A node address (`p2pd1:…`).
+    Addr(NodeAddr),
+}
+
+/// Parses the target segment of `/p2p/open`. Targets that need a look-up (a registered
+/// name) belong here as another variant, resolved in [`open`] before the node is asked.
+pub fn parse_target(target: &str) -> Result<Target, ApiError> {
+    if target == "self" {
+        return Ok(Target::Ourselves);
+    }
+    NodeAddr::parse(target).map(Target::Addr).map_err(|e| {
+        let mut shown: String = target.chars().take(24).collect();
+        if shown.len() < target.len() {
+            shown.push('…');
+        }
+        ApiError::new(
+            ErrorKind::BadAddr,
+            format!("'{}' is not a node address: {e}", shown.escape_debug()),
+        )
+    })
+}
+
 /// `/p2p/open/{name}/{addr}`: checks everything it can before asking the node.
 async fn open(
     name: &str,
@@ -419,22 +446,12 @@ async fn open(
         Some(list) => Strategy::parse_list(list)
             .map_err(|e| ApiError::new(ErrorKind::BadStrategies, e.to_string()))?,
     };
-    let addr = if target == "self" {
-        None
-    } else {
-        Some(NodeAddr::parse(target).map_err(|e| {
-            let mut shown: String = target.chars().take(24).collect();
-            if shown.len() < target.len() {
-                shown.push('…');
-            }
-            ApiError::new(
-                ErrorKind::BadAddr,
-                format!("'{}' is not a node address: {e}", shown.escape_debug()),
-            )
-        })?)
-    };
+    let target = parse_target(target)?;
     let node = state.node.get()?;
-    let addr = addr.unwrap_or_else(|| node.addr());
+    let addr = match target {
+        Target::Ourselves => node.addr(),
+        Target::Addr(a) => a,
+    };
     let reservation = state.table.reserve(name)?;
     let tried: Vec<&str> = strategies.iter().map(|s| s.name()).collect();
     let tried = tried.join(",");
