@@ -54,6 +54,10 @@ pub struct DaemonArgs {
     /// `Authorization: Bearer TOKEN`. The STUN servers also serve /ifs.
     #[command(flatten)]
     pub node: NodeFlags,
+    /// Seconds the node may take to open a connection before `/p2p/open` fails with
+    /// what each strategy did (at most 55: the request itself gives up at 60).
+    #[arg(long, default_value_t = 55.0)]
+    pub connect_timeout_s: f64,
     /// Do not discover routes and NATs at start-up (/ifs then reports state "off").
     #[arg(long)]
     pub no_discovery: bool,
@@ -96,8 +100,8 @@ pub struct State {
 /// Starts the node in the background and records the outcome in `slot`: running, or
 /// why not (then `/p2p/addr`, `/p2p/open` and `/p2p/accept` answer `node_unavailable`
 /// with that reason, e.g. no MQTT broker configured).
-fn start_node(flags: NodeFlags, slot: &NodeSlot) {
-    runtime_node::start(flags, slot.clone());
+fn start_node(flags: NodeFlags, connect_timeout: Duration, slot: &NodeSlot) {
+    runtime_node::start(flags, connect_timeout, slot.clone());
 }
 
 /// Puts connections the node accepts into the table (named `in-1`, `in-2`, …).
@@ -165,6 +169,17 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             "--request-timeout-s must be a number of seconds above 0 and at most 3600".into(),
         );
     }
+    let connect_limit = routes::OPEN_TIMEOUT.saturating_sub(runtime_node::OPEN_MARGIN);
+    if !(args.connect_timeout_s.is_finite()
+        && args.connect_timeout_s >= 1.0
+        && args.connect_timeout_s <= connect_limit.as_secs_f64())
+    {
+        return Err(format!(
+            "--connect-timeout-s must be a number of seconds from 1 to {}",
+            connect_limit.as_secs()
+        )
+        .into());
+    }
     let listeners = bind(&args.listen).await?;
     let ifs = if args.no_discovery {
         ifs::IfsCache::off()
@@ -192,7 +207,11 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             ..http::Limits::default()
         },
     });
-    start_node(args.node, &state.node);
+    start_node(
+        args.node,
+        Duration::from_secs_f64(args.connect_timeout_s),
+        &state.node,
+    );
     tokio::spawn(take_incoming(state.node.clone(), state.table.clone()));
     let addrs: Vec<String> = listeners
         .iter()

@@ -4,8 +4,9 @@
 //! The daemon starts the node from the same flags and config keys as `p2pd listen`
 //! ([`NodeFlags`]): `--stun`, `--mqtt`, `--turn`, `--home`, `--port`, `--interface`. It
 //! accepts connections (they appear in `/p2p/cons` and `/p2p/accept`) and gives an
-//! outgoing attempt a little less than the REST layer's own limit, so the client gets
-//! the node's explanation (what each strategy did) rather than a bare timeout.
+//! outgoing attempt less than the REST layer's own limit (`--connect-timeout-s`), so the
+//! client gets the node's explanation (what each strategy did) rather than a bare
+//! timeout.
 
 use std::time::Duration;
 
@@ -15,11 +16,10 @@ use p2pd_tokio::node::{Connection, NodeError};
 use p2pd_tokio::{Tokio, TokioConnection};
 
 use super::node::{BoxFuture, ConnInfo, Node, NodeSlot, NodeState, OpenError, Pipe};
-use super::routes::OPEN_TIMEOUT;
 use crate::node_cmd::{NodeFlags, node_config};
 
-/// How much sooner than `/p2p/open`'s limit the node gives up by itself.
-const OPEN_MARGIN: Duration = Duration::from_secs(5);
+/// How much sooner than `/p2p/open`'s limit the node gives up by itself, at least.
+pub const OPEN_MARGIN: Duration = Duration::from_secs(5);
 
 /// The runtime's node, as the REST layer uses it.
 pub struct RuntimeNode(p2pd_tokio::node::Node<Tokio>);
@@ -85,7 +85,8 @@ impl Node for RuntimeNode {
 }
 
 /// Starts the node in the background; records in `slot` that it runs, or why not.
-pub fn start(flags: NodeFlags, slot: NodeSlot) {
+/// `connect_timeout` bounds each outgoing attempt.
+pub fn start(flags: NodeFlags, connect_timeout: Duration, slot: NodeSlot) {
     tokio::spawn(async move {
         // Reading the config file and resolving server names block: off the runtime.
         let config =
@@ -101,7 +102,7 @@ pub fn start(flags: NodeFlags, slot: NodeSlot) {
             }
         };
         config.accept = true;
-        config.connect_timeout = OPEN_TIMEOUT.saturating_sub(OPEN_MARGIN);
+        config.connect_timeout = connect_timeout;
         match p2pd_tokio::node::Node::start(&Tokio, config).await {
             Ok(node) => {
                 tracing::info!(addr = %node.addr(), "p2p node running");
