@@ -243,8 +243,8 @@ fn session(strategy: &str) {
     let (want_b, want_a) = (digest(&to_b), digest(&to_a));
     let ta = std::thread::spawn(move || pump(pa, early_a, to_b, PIPE_LIMIT));
     let tb = std::thread::spawn(move || pump(pb, early_b, to_a, PIPE_LIMIT));
-    let got_a = ta.join().unwrap();
-    let got_b = tb.join().unwrap();
+    let (got_a, _) = ta.join().unwrap();
+    let (got_b, _) = tb.join().unwrap();
     assert_eq!(got_b.0, PIPE_BYTES, "b's pipe received a different length");
     assert!(got_b == want_b, "b's pipe received corrupted data");
     assert_eq!(got_a.0, PIPE_BYTES, "a's pipe received a different length");

@@ -254,10 +254,12 @@ pub fn start_pipe(s: &mut TcpStream, name: &str) -> Vec<u8> {
 pub type Received = (usize, [u8; 32]);
 
 /// Relays over a started pipe: writes `send` (then shuts down writing) while reading to
-/// the end of stream; returns what was read (`early` first), hashed. `limit` guards
-/// against a hang (not a timing assertion).
-pub fn pump(s: TcpStream, early: Vec<u8>, send: Vec<u8>, limit: Duration) -> Received {
+/// the end of stream; returns what was read (`early` first), hashed, and how long it
+/// took until the end of stream arrived (hashing runs on a thread of its own, off the
+/// receive path). `limit` guards against a hang (not a timing assertion).
+pub fn pump(s: TcpStream, early: Vec<u8>, send: Vec<u8>, limit: Duration) -> (Received, Duration) {
     use sha2::{Digest, Sha256};
+    let started = std::time::Instant::now();
     s.set_read_timeout(Some(limit)).unwrap();
     s.set_write_timeout(Some(limit)).unwrap();
     let mut w = s.try_clone().unwrap();
@@ -265,23 +267,36 @@ pub fn pump(s: TcpStream, early: Vec<u8>, send: Vec<u8>, limit: Duration) -> Rec
         w.write_all(&send).expect("writing into the pipe");
         w.shutdown(std::net::Shutdown::Write).unwrap();
     });
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let hasher = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        let mut n = 0;
+        for chunk in rx {
+            n += chunk.len();
+            h.update(&chunk);
+        }
+        (n, <[u8; 32]>::from(h.finalize()))
+    });
+    let _ = tx.send(early);
     let mut r = s;
-    let mut h = Sha256::new();
-    h.update(&early);
-    let mut n = early.len();
-    let mut buf = vec![0u8; 256 * 1024];
+    let mut n = 0;
+    // Bounded by the stream: ends at end of stream; a silent peer hits the read timeout.
     loop {
+        let mut buf = vec![0u8; 256 * 1024];
         match r.read(&mut buf) {
             Ok(0) => break,
             Ok(k) => {
-                h.update(&buf[..k]);
                 n += k;
+                buf.truncate(k);
+                let _ = tx.send(buf);
             }
             Err(e) => panic!("reading from the pipe after {n} bytes: {e}"),
         }
     }
+    let took = started.elapsed();
+    drop(tx);
     writer.join().unwrap();
-    (n, h.finalize().into())
+    (hasher.join().unwrap(), took)
 }
 
 /// A deterministic payload: a seeded xorshift stream.
