@@ -412,7 +412,7 @@ pub enum Target {
     /// `self`: this node (a loop back through the node, for trying the API alone).
     Ourselves,
     /// A node address (`p2pd1:…`).
-    Addr(NodeAddr),
+    Addr(Box<NodeAddr>),
 }
 
 /// Parses the target segment of `/p2p/open`. Targets that need a look-up (a registered
@@ -421,16 +421,18 @@ pub fn parse_target(target: &str) -> Result<Target, ApiError> {
     if target == "self" {
         return Ok(Target::Ourselves);
     }
-    NodeAddr::parse(target).map(Target::Addr).map_err(|e| {
-        let mut shown: String = target.chars().take(24).collect();
-        if shown.len() < target.len() {
-            shown.push('…');
-        }
-        ApiError::new(
-            ErrorKind::BadAddr,
-            format!("'{}' is not a node address: {e}", shown.escape_debug()),
-        )
-    })
+    NodeAddr::parse(target)
+        .map(|a| Target::Addr(Box::new(a)))
+        .map_err(|e| {
+            let mut shown: String = target.chars().take(24).collect();
+            if shown.len() < target.len() {
+                shown.push('…');
+            }
+            ApiError::new(
+                ErrorKind::BadAddr,
+                format!("'{}' is not a node address: {e}", shown.escape_debug()),
+            )
+        })
 }
 
 /// `/p2p/open/{name}/{addr}`: checks everything it can before asking the node.
@@ -450,7 +452,7 @@ async fn open(
     let node = state.node.get()?;
     let addr = match target {
         Target::Ourselves => node.addr(),
-        Target::Addr(a) => a,
+        Target::Addr(a) => *a,
     };
     let reservation = state.table.reserve(name)?;
     let tried: Vec<&str> = strategies.iter().map(|s| s.name()).collect();
