@@ -387,6 +387,17 @@ fn bad_options_are_refused_with_a_reason() {
         None,
     );
     assert!(e.contains("--request-timeout-s"), "{e}");
+    let e = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--no-discovery",
+            "--connect-timeout-s",
+            "100",
+        ],
+        None,
+    );
+    assert!(e.contains("--connect-timeout-s"), "{e}");
 }
 
 #[test]
