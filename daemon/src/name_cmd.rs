@@ -155,7 +155,7 @@ pub async fn run_cmd(cmd: NameCommand) -> Result<()> {
             let addr = match &a.addr {
                 Some(text) => text.clone(),
                 None => {
-                    let own = crate::node_names::own_address(&crate::node_cmd::NodeArgs {
+                    let own = crate::node_names::own_address(&crate::node_cmd::NodeFlags {
                         stun: a.stun.clone(),
                         mqtt: a.mqtt.clone(),
                         turn: a.turn.clone(),
@@ -163,8 +163,6 @@ pub async fn run_cmd(cmd: NameCommand) -> Result<()> {
                         config: a.flags.config.clone(),
                         port: a.port,
                         interfaces: a.interfaces.clone(),
-                        verbose: 0,
-                        json: a.flags.json,
                     })
                     .await?;
                     // stdout carries the report; the address goes to stderr.

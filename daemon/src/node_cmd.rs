@@ -13,7 +13,7 @@ use p2pd_core::negotiate::Strategy;
 use p2pd_tokio::Tokio;
 use p2pd_tokio::TokioConnection;
 use p2pd_tokio::interfaces::InterfaceFilter;
-use p2pd_tokio::node::{Connection, Node, NodeConfig, TurnSpec};
+use p2pd_tokio::node::{Connection, Node, NodeConfig, NodeError, TurnSpec};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,9 +27,9 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// stdin chunks read ahead of the connection.
 const STDIN_QUEUE: usize = 16;
 
-/// Flags every node command shares.
+/// The flags that say how to start a node: shared by `listen`, `connect` and `daemon`.
 #[derive(Debug, Args)]
-pub struct NodeArgs {
+pub struct NodeFlags {
     /// A STUN server, IP[:PORT]; repeat for more. Replaces the config file's list.
     #[arg(long = "stun", value_parser = parse_host_port)]
     pub stun: Vec<SocketAddr>,
@@ -54,6 +54,13 @@ pub struct NodeArgs {
     /// Only this interface (by name, loopback allowed); repeat for more.
     #[arg(long = "interface")]
     pub interfaces: Vec<String>,
+}
+
+/// Flags of the commands that run a node on the terminal (`listen`, `connect`).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub flags: NodeFlags,
     /// Log what the node does on stderr (-vv for more).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -108,11 +115,11 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// The config file the node's flags point at: --config, else HOME/config.toml when
-/// --home is given (optional), else the default one.
-fn config_file(args: &NodeArgs) -> Result<(config::Config, Option<PathBuf>)> {
+/// The config file the flags name: `--config`, else `--home`'s `config.toml` (optional),
+/// else the default path (optional). Returns it and the file it came from, if any.
+pub fn load_config(flags: &NodeFlags) -> Result<(config::Config, Option<PathBuf>)> {
     // --home DIR means DIR/config.toml (optional), never another home's file.
-    Ok(match (&args.config, &args.home) {
+    Ok(match (&flags.config, &flags.home) {
         (Some(p), _) => config::load(Some(p))?,
         (None, Some(h)) if h.join("config.toml").exists() => {
             config::load(Some(&h.join("config.toml")))?
@@ -123,23 +130,28 @@ fn config_file(args: &NodeArgs) -> Result<(config::Config, Option<PathBuf>)> {
 }
 
 /// The name servers for a node command: `flags` if any, else the config file's `names`.
-pub fn name_servers(args: &NodeArgs, flags: &[SocketAddr]) -> Result<Vec<SocketAddr>> {
-    let (file, file_path) = config_file(args)?;
+pub fn name_servers(args: &NodeFlags, flags: &[SocketAddr]) -> Result<Vec<SocketAddr>> {
+    let (file, file_path) = load_config(args)?;
     Ok(config::name_servers(flags, &file, file_path.as_deref())?)
 }
 
 /// The node configuration from flags and the config file.
-pub fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
+pub fn node_config(args: &NodeFlags) -> Result<NodeConfig> {
     let home = match &args.home {
         Some(h) => h.clone(),
         None => config::default_path()
             .and_then(|p| p.parent().map(PathBuf::from))
             .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
     };
-    let (file, file_path) = config_file(args)?;
-    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
+    let (file, file_path) = load_config(args)?;
+    // Brokers first: without one there is no node, and the STUN list (which may name
+    // hosts) need not be resolved to say so.
     let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
+    if mqtt.is_empty() {
+        return Err(NodeError::NoBrokers.into());
+    }
     let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
+    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
     let mut c = NodeConfig::new(home, stun, mqtt, turn);
     c.port = args.port;
     c.interfaces = InterfaceFilter {
@@ -214,12 +226,12 @@ fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Durati
 
 pub async fn listen(args: ListenArgs) -> Result<()> {
     init_logging(args.node.verbose);
-    let config = node_config(&args.node)?;
+    let config = node_config(&args.node.flags)?;
     // Checked before the node starts: a missing server list is a usage error.
     let name_servers = if args.names.is_empty() {
         Vec::new()
     } else {
-        let list = name_servers(&args.node, &args.name_servers)?;
+        let list = name_servers(&args.node.flags, &args.name_servers)?;
         if list.is_empty() {
             return Err(
                 "--name needs a name server: pass --name-server IP:PORT or list `names = [\"IP:PORT\"]` in the config file".into(),
@@ -274,14 +286,14 @@ pub async fn connect(args: ConnectArgs) -> Result<()> {
     // A name is resolved before the node starts: an unknown name fails fast.
     let servers = match crate::target::parse(&args.addr)? {
         crate::target::Target::Addr(_) => Vec::new(),
-        crate::target::Target::Name(_) => name_servers(&args.node, &args.name_servers)?,
+        crate::target::Target::Name(_) => name_servers(&args.node.flags, &args.name_servers)?,
     };
     let asked = std::time::Instant::now();
     let (peer, name) = crate::target::resolve(&args.addr, &servers).await?;
     if let Some(name) = name {
         crate::node_names::announce_resolved(&name, &peer, asked.elapsed(), args.node.json)?;
     }
-    let mut config = node_config(&args.node)?;
+    let mut config = node_config(&args.node.flags)?;
     config.accept = false;
     config.connect_timeout = Duration::from_secs(args.timeout.max(1));
     let node = Node::start(&Tokio, config).await?;

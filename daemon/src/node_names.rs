@@ -13,7 +13,7 @@ use p2pd_tokio::names::NameKeeper;
 use p2pd_tokio::node::Node;
 use serde::Serialize;
 
-use crate::node_cmd::{NodeArgs, node_config, say};
+use crate::node_cmd::{NodeFlags, node_config, say};
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -173,7 +173,7 @@ pub fn announce_resolved(
 
 /// This node's own address, learned by starting it with `args` (as `p2pd listen` would
 /// with the same flags) and stopping it again.
-pub async fn own_address(args: &NodeArgs) -> Result<NodeAddr> {
+pub async fn own_address(args: &NodeFlags) -> Result<NodeAddr> {
     let mut config = node_config(args)?;
     config.accept = false;
     let node = Node::start(&Tokio, config).await?;

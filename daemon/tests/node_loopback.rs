@@ -354,3 +354,30 @@ fn unreachable_peer_fails_in_bounded_time() {
         "{text}"
     );
 }
+
+/// The connector says nothing and waits for the listener to speak first: the listener's
+/// node still hands over the connection, because the connector's committing HELLO goes
+/// out when `connect` returns, not with the connector's first write.
+#[test]
+fn listener_may_speak_first() {
+    let Some(s) = servers("speaks-first") else {
+        return;
+    };
+    let (h1, h2) = (TempDir::new("l"), TempDir::new("c"));
+    let greeting = payload(9, 4096);
+    let (listener, addr) = listen(&s, &h1, Some(greeting.clone()));
+    let mut conn = spawn_node(
+        &connect_args(&s, &h2, &addr.to_string(), "direct"),
+        "connect",
+        None,
+    );
+    let l = wait_event(&listener.stderr, "connected", EXCHANGE_LIMIT);
+    assert_eq!(l["strategy"], "direct");
+    // Only now does the connector end its (empty) side.
+    drop(conn.stdin.take());
+    let (cs, got, _) = conn.finish(EXCHANGE_LIMIT);
+    let (ls, sent_up, _) = listener.finish(EXCHANGE_LIMIT);
+    assert!(cs.success() && ls.success(), "exits: {cs}, {ls}");
+    assert!(sent_up.is_empty());
+    assert_eq!(got, greeting);
+}

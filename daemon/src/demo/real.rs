@@ -85,7 +85,7 @@ pub async fn run(args: &DemoArgs, input: &mut Input) -> Result<()> {
 
 /// Loads the interfaces and starts the node, showing what it found.
 async fn start(args: &DemoArgs) -> Result<Node<Tokio>> {
-    let mut config = node_config(&args.node)?;
+    let mut config = node_config(&args.node.flags)?;
     config.accept = true;
     say("Loading networking interfaces...");
     let ifs = interfaces::select(interfaces::list()?, &config.interfaces)?;

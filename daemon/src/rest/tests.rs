@@ -1,7 +1,8 @@
 //! The REST layer in-process, over real loopback sockets: a real HTTP server task, raw
 //! HTTP requests, and real TCP connections standing in for the node's pipes.
 //!
-//! The p2p node (issue 7) does not exist yet, so [`TcpNode`] stands in for it: `open`
+//! Here [`TcpNode`] stands in for the node (the real one is tested through the binary in
+//! `tests/rest_node_loopback.rs` and `tests/lab_rest.rs`): `open`
 //! makes a plain TCP connection to the target address's first IPv4 route (the same kind
 //! of byte stream the node's direct and TCP-punch strategies yield), wrapped as p2pd's
 //! runtime-agnostic stream and bridged by [`Tokioized`], and `accept` hands

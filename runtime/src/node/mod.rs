@@ -38,6 +38,10 @@ use crate::runtime::Runtime;
 use crate::task::{Task, spawn};
 use crate::timer::until;
 
+/// How long [`Node::connect`] waits for the handshake's last message to be taken by
+/// the kernel (a few hundred bytes on a fresh connection: at once, unless the path is
+/// dead).
+const HANDSHAKE_FLUSH: Duration = Duration::from_secs(10);
 /// Connections made by peers, waiting for [`Node::accept`], at most.
 const ACCEPT_QUEUE: usize = 16;
 
@@ -237,10 +241,34 @@ impl<R: Runtime> Node<R> {
             .map_err(|_| ConnectError::Stopped)?;
         // The engine answers by its own deadline; this one is the safety net.
         let limit = self.connect_timeout + Duration::from_secs(5);
-        match until(&self.rt, self.rt.now() + limit, rx.recv()).await {
-            Some(r) => r.map_err(|_| ConnectError::Stopped)?,
-            None => Err(ConnectError::Timeout {
-                waited: limit,
+        let mut conn = match until(&self.rt, self.rt.now() + limit, rx.recv()).await {
+            Some(r) => r.map_err(|_| ConnectError::Stopped)??,
+            None => {
+                return Err(ConnectError::Timeout {
+                    waited: limit,
+                    log: Vec::new(),
+                });
+            }
+        };
+        // Send our committing HELLO now, not with the application's first write: the
+        // peer's node hands the connection to its application only once it arrives, and
+        // an application may well wait for the peer to speak first.
+        let flushed = until(
+            &self.rt,
+            self.rt.now() + HANDSHAKE_FLUSH,
+            conn.flush_handshake(),
+        )
+        .await;
+        match flushed {
+            Some(Ok(())) => Ok(conn),
+            Some(Err(e)) => Err(ConnectError::Failed {
+                reason: format!("sending the handshake's last message failed: {e}"),
+                log: Vec::new(),
+            }),
+            None => Err(ConnectError::Failed {
+                reason: format!(
+                    "the peer did not take the handshake's last message within {HANDSHAKE_FLUSH:?}"
+                ),
                 log: Vec::new(),
             }),
         }
