@@ -381,6 +381,7 @@ impl SimNode {
             }
         } else if let Some(n) = self.neg.as_mut() {
             n.handle_tcp(now, ev);
+            self.drain_negotiator(now);
         }
     }
 
@@ -586,41 +587,48 @@ impl SimNode {
     /// Drains the negotiator, the pipe and the TCP stack until nothing moves.
     fn pump(&mut self, now: Instant) {
         for _ in 0..1000 {
-            let mut progress = false;
             self.start(now);
             self.tcp_events(now);
-            let mut actions = Vec::new();
-            let mut events = Vec::new();
-            if let Some(n) = self.neg.as_mut() {
-                while let Some(a) = n.poll_action() {
-                    actions.push(a);
-                }
-                while let Some(t) = n.poll_transmit() {
-                    if let Some(d) = Datagram::from_transmit(&t) {
-                        self.out.push_back(d);
-                    }
-                }
-                while let Some(e) = n.poll_event() {
-                    events.push(e);
-                }
-            }
-            progress |= !actions.is_empty() || !events.is_empty();
-            for a in actions {
-                self.apply(now, a);
-            }
-            for e in events {
-                self.on_event(now, e);
-            }
-            if self.neg.as_ref().is_some_and(|n| n.is_done()) {
-                // Its last actions were drained above.
-                self.neg = None;
-            }
+            let mut progress = self.drain_negotiator(now);
             progress |= self.pump_app(now);
             self.tcp_events(now);
             if !progress {
                 break;
             }
         }
+    }
+
+    /// Carries out what the negotiator asked for and takes its events (the pipe, once
+    /// connected). Called after every input to it, as a runtime driver does: bytes that
+    /// arrive after the handshake must find the pipe, not a finished negotiator.
+    fn drain_negotiator(&mut self, now: Instant) -> bool {
+        let mut actions = Vec::new();
+        let mut events = Vec::new();
+        if let Some(n) = self.neg.as_mut() {
+            while let Some(a) = n.poll_action() {
+                actions.push(a);
+            }
+            while let Some(t) = n.poll_transmit() {
+                if let Some(d) = Datagram::from_transmit(&t) {
+                    self.out.push_back(d);
+                }
+            }
+            while let Some(e) = n.poll_event() {
+                events.push(e);
+            }
+        }
+        let progress = !actions.is_empty() || !events.is_empty();
+        for a in actions {
+            self.apply(now, a);
+        }
+        for e in events {
+            self.on_event(now, e);
+        }
+        if self.neg.as_ref().is_some_and(|n| n.is_done()) {
+            // Its last actions were drained above.
+            self.neg = None;
+        }
+        progress
     }
 
     /// Moves application bytes through the pipe.
