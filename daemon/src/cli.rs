@@ -53,6 +53,10 @@ pub enum Command {
     /// Connect to a node by its address and copy the connection to and from
     /// stdin/stdout (like `nc`); prints the strategy used on stderr.
     Connect(crate::node_cmd::ConnectArgs),
+    /// The interactive demo: load interfaces and NAT, show the node address, connect to a
+    /// peer (or wait for one) showing each strategy tried, then an echo chat. With
+    /// --sim it runs offline inside the network simulator.
+    Demo(crate::demo::DemoArgs),
 }
 
 #[derive(Debug, Subcommand)]

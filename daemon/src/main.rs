@@ -2,16 +2,19 @@
 
 mod cli;
 mod config;
+mod demo;
 mod ifs_cmd;
 mod name_cmd;
 mod name_store;
 mod nat_cmd;
 mod node_cmd;
+mod node_names;
 mod output;
 mod portmap_cmd;
 mod rest;
 mod sim_cmd;
 mod stun_cmd;
+mod target;
 mod turn_cmd;
 
 use std::process::ExitCode;
@@ -47,6 +50,7 @@ fn main() -> ExitCode {
             cli::Command::Daemon(args) => rest::run(args).await,
             cli::Command::Listen(args) => node_cmd::listen(args).await,
             cli::Command::Connect(args) => node_cmd::connect(args).await,
+            cli::Command::Demo(args) => demo::run(args).await,
         }
     });
     match result {

@@ -8,12 +8,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use p2pd_core::addr::{Broker, NodeAddr};
+use p2pd_core::addr::Broker;
 use p2pd_core::negotiate::Strategy;
 use p2pd_tokio::Tokio;
 use p2pd_tokio::TokioConnection;
 use p2pd_tokio::interfaces::InterfaceFilter;
-use p2pd_tokio::node::{Connection, Node, NodeConfig, TurnSpec};
+use p2pd_tokio::node::{Connection, Node, NodeConfig, NodeError, TurnSpec};
 use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -27,9 +27,9 @@ const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
 /// stdin chunks read ahead of the connection.
 const STDIN_QUEUE: usize = 16;
 
-/// Flags every node command shares.
+/// The flags that say how to start a node: shared by `listen`, `connect` and `daemon`.
 #[derive(Debug, Args)]
-pub struct NodeArgs {
+pub struct NodeFlags {
     /// A STUN server, IP[:PORT]; repeat for more. Replaces the config file's list.
     #[arg(long = "stun", value_parser = parse_host_port)]
     pub stun: Vec<SocketAddr>,
@@ -54,12 +54,6 @@ pub struct NodeArgs {
     /// Only this interface (by name, loopback allowed); repeat for more.
     #[arg(long = "interface")]
     pub interfaces: Vec<String>,
-    /// Log what the node does on stderr (-vv for more).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
-    /// Print the address and the connection as JSON lines on stderr.
-    #[arg(long)]
-    pub json: bool,
     /// Map the listen port on the gateway (PCP, then NAT-PMP, then UPnP IGD; at most 2 s
     /// of start-up), advertise it so peers connect directly, renew it, delete it on exit.
     /// Default: on, or the config file's `[portmap] enabled`.
@@ -68,6 +62,19 @@ pub struct NodeArgs {
     /// Port mapping protocols to try, in order, comma-separated: pcp, natpmp, upnp.
     #[arg(long = "portmap-via", value_delimiter = ',', value_parser = config::parse_via)]
     pub portmap_via: Vec<p2pd_core::portmap::client::Via>,
+}
+
+/// Flags of the commands that run a node on the terminal (`listen`, `connect`).
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    pub flags: NodeFlags,
+    /// Log what the node does on stderr (-vv for more).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print the address and the connection as JSON lines on stderr.
+    #[arg(long)]
+    pub json: bool,
 }
 
 fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
@@ -80,14 +87,27 @@ fn parse_on_off(s: &str) -> std::result::Result<bool, String> {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
+    /// Register this name for the node's address and keep it registered while the node
+    /// runs (again before it expires, and whenever the address changes); repeat for more.
+    #[arg(long = "name", value_parser = crate::node_names::parse_name)]
+    pub names: Vec<p2pd_core::names::Name>,
+    /// A name server for --name, IP[:PORT] (port 5300 by default); repeat for more.
+    /// Default: the config file's `names` list.
+    #[arg(long = "name-server", value_parser = crate::name_cmd::parse_name_server)]
+    pub name_servers: Vec<SocketAddr>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The peer's node address (p2pd1:…), as its `p2pd listen` printed it.
+    /// The peer: its node address (p2pd1:…), as its `p2pd listen` printed it, or a name
+    /// it registered (resolved on the name servers).
     pub addr: String,
+    /// A name server to resolve a name with, IP[:PORT] (port 5300 by default); repeat
+    /// for more. Default: the config file's `names` list.
+    #[arg(long = "name-server", value_parser = crate::name_cmd::parse_name_server)]
+    pub name_servers: Vec<SocketAddr>,
     /// Strategies to try, comma-separated: direct, reverse, tcp_punch, udp_punch, relay.
     #[arg(long, default_value = "direct,reverse,tcp_punch,udp_punch,relay")]
     pub strategies: String,
@@ -111,26 +131,43 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-/// The node configuration from flags and the config file.
-fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
-    let home = match &args.home {
-        Some(h) => h.clone(),
-        None => config::default_path()
-            .and_then(|p| p.parent().map(PathBuf::from))
-            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
-    };
+/// The config file the flags name: `--config`, else `--home`'s `config.toml` (optional),
+/// else the default path (optional). Returns it and the file it came from, if any.
+pub fn load_config(flags: &NodeFlags) -> Result<(config::Config, Option<PathBuf>)> {
     // --home DIR means DIR/config.toml (optional), never another home's file.
-    let (file, file_path) = match (&args.config, &args.home) {
+    Ok(match (&flags.config, &flags.home) {
         (Some(p), _) => config::load(Some(p))?,
         (None, Some(h)) if h.join("config.toml").exists() => {
             config::load(Some(&h.join("config.toml")))?
         }
         (None, Some(_)) => (config::Config::default(), None),
         (None, None) => config::load(None)?,
+    })
+}
+
+/// The name servers for a node command: `flags` if any, else the config file's `names`.
+pub fn name_servers(args: &NodeFlags, flags: &[SocketAddr]) -> Result<Vec<SocketAddr>> {
+    let (file, file_path) = load_config(args)?;
+    Ok(config::name_servers(flags, &file, file_path.as_deref())?)
+}
+
+/// The node configuration from flags and the config file.
+pub fn node_config(args: &NodeFlags) -> Result<NodeConfig> {
+    let home = match &args.home {
+        Some(h) => h.clone(),
+        None => config::default_path()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
     };
-    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
+    let (file, file_path) = load_config(args)?;
+    // Brokers first: without one there is no node, and the STUN list (which may name
+    // hosts) need not be resolved to say so.
     let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
+    if mqtt.is_empty() {
+        return Err(NodeError::NoBrokers.into());
+    }
     let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
+    let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
     let portmap =
         config::node_portmap(args.portmap, &args.portmap_via, &file, file_path.as_deref())?;
     let mut c = NodeConfig::new(home, stun, mqtt, turn);
@@ -190,7 +227,7 @@ struct Connected {
     peer: String,
 }
 
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{text}");
     let _ = e.flush();
@@ -218,7 +255,20 @@ fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Durati
 
 pub async fn listen(args: ListenArgs) -> Result<()> {
     init_logging(args.node.verbose);
-    let config = node_config(&args.node)?;
+    let config = node_config(&args.node.flags)?;
+    // Checked before the node starts: a missing server list is a usage error.
+    let name_servers = if args.names.is_empty() {
+        Vec::new()
+    } else {
+        let list = name_servers(&args.node.flags, &args.name_servers)?;
+        if list.is_empty() {
+            return Err(
+                "--name needs a name server: pass --name-server IP:PORT or list `names = [\"IP:PORT\"]` in the config file".into(),
+            );
+        }
+        list
+    };
+    let home = config.home.clone();
     let node = Node::start(&Tokio, config).await?;
     if args.node.json {
         let routes = node
@@ -254,27 +304,49 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
             ));
         }
     }
+    let keeper = if args.names.is_empty() {
+        None
+    } else {
+        Some(crate::node_names::keep(
+            &node,
+            &home,
+            args.names,
+            &name_servers,
+            args.node.json,
+        )?)
+    };
     // Interrupted before a peer came: still delete the mapping on the way out.
     let accepted = tokio::select! {
         c = node.accept() => Some(c),
         _ = tokio::signal::ctrl_c() => None,
     };
     let Some(conn) = accepted else {
+        drop(keeper);
         node.shutdown().await;
         return Err("interrupted".into());
     };
     let conn = conn?;
     announce_connection(&conn, args.node.json, None)?;
     let result = copy(conn).await;
+    drop(keeper);
     node.shutdown().await;
     result
 }
 
 pub async fn connect(args: ConnectArgs) -> Result<()> {
     init_logging(args.node.verbose);
-    let peer = NodeAddr::parse(&args.addr).map_err(|e| format!("bad node address: {e}"))?;
     let strategies = Strategy::parse_list(&args.strategies)?;
-    let mut config = node_config(&args.node)?;
+    // A name is resolved before the node starts: an unknown name fails fast.
+    let servers = match crate::target::parse(&args.addr)? {
+        crate::target::Target::Addr(_) => Vec::new(),
+        crate::target::Target::Name(_) => name_servers(&args.node.flags, &args.name_servers)?,
+    };
+    let asked = std::time::Instant::now();
+    let (peer, name) = crate::target::resolve(&args.addr, &servers).await?;
+    if let Some(name) = name {
+        crate::node_names::announce_resolved(&name, &peer, asked.elapsed(), args.node.json)?;
+    }
+    let mut config = node_config(&args.node.flags)?;
     config.accept = false;
     config.connect_timeout = Duration::from_secs(args.timeout.max(1));
     let node = Node::start(&Tokio, config).await?;

@@ -2,10 +2,9 @@
 //! served OpenAPI document, `/ifs` against a local STUN server, the token from the config
 //! file, and refused start-up options.
 //!
-//! The p2p node (issue 7) is not in this build, so the node-backed successes (open, addr,
-//! accept) are covered in-process (`cargo test -p p2pd --bin p2pd rest`) with TCP
-//! connections standing in for the node's pipes; here the daemon must say the node is
-//! unavailable with its own error code.
+//! These daemons get no MQTT broker, so their node cannot start: the node-backed
+//! endpoints (open, addr) must say so with their own error code and the reason. The
+//! successes with real nodes are in `rest_node_loopback.rs`.
 
 mod common;
 mod rest_common;
@@ -101,7 +100,14 @@ fn every_endpoint_refuses_bad_input_with_its_code() {
         &["--no-discovery", "--request-timeout-s", "1"],
     );
     let a = d.addr();
-    let node = get(a, "/version", "").json()["node"].clone();
+    let started = Instant::now();
+    let node = loop {
+        let node = get(a, "/version", "").json()["node"].clone();
+        if node != "starting" || started.elapsed() > Duration::from_secs(10) {
+            break node;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let addr = a_node_addr();
 
     // Routing.
@@ -193,7 +199,7 @@ fn every_endpoint_refuses_bad_input_with_its_code() {
     expect(&get(a, "/p2p/accept?timeout=0.1", ""), 504, 28);
 
     // Open.
-    expect(&get(a, "/p2p/open/a/garbage", ""), 400, 7);
+    expect(&get(a, "/p2p/open/a/garb_age", ""), 400, 7);
     expect(
         &get(a, &format!("/p2p/open/a/{}x", &addr[..addr.len() - 1]), ""),
         400,
@@ -210,15 +216,18 @@ fn every_endpoint_refuses_bad_input_with_its_code() {
         400,
         8,
     );
-    if node == "failed" {
-        expect(
-            &get(a, &format!("/p2p/open/a/{addr}?strategies=direct"), ""),
-            503,
-            12,
-        );
-        expect(&get(a, "/p2p/open/a/self", ""), 503, 12);
-        expect(&get(a, "/p2p/addr", ""), 503, 12);
-    }
+    // No broker configured: the node fails at once, and says why.
+    assert_eq!(node, "failed");
+    expect(
+        &get(a, &format!("/p2p/open/a/{addr}?strategies=direct"), ""),
+        503,
+        12,
+    );
+    expect(&get(a, "/p2p/open/a/self", ""), 503, 12);
+    let r = get(a, "/p2p/addr", "");
+    expect(&r, 503, 12);
+    let msg = r.json()["msg"].as_str().unwrap().to_string();
+    assert!(msg.contains("no MQTT broker configured"), "{msg}");
     expect(&get(a, "/p2p/cons", ""), 200, 0);
     assert_eq!(
         get(a, "/p2p/cons", "").json()["cons"],
@@ -378,6 +387,17 @@ fn bad_options_are_refused_with_a_reason() {
         None,
     );
     assert!(e.contains("--request-timeout-s"), "{e}");
+    let e = run(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--no-discovery",
+            "--connect-timeout-s",
+            "100",
+        ],
+        None,
+    );
+    assert!(e.contains("--connect-timeout-s"), "{e}");
 }
 
 #[test]

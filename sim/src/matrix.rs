@@ -10,7 +10,7 @@
 //! resulting pipe must carry bytes both ways intact.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2pd_core::addr::{Interface, NodeAddr, Route};
 use p2pd_core::identity::Identity;
@@ -25,7 +25,7 @@ use crate::error::SimError;
 use crate::host::{HostConfig, InterfaceConfig};
 use crate::link::LinkConfig;
 use crate::nat::RouterConfig;
-use crate::network::{Attachment, Network};
+use crate::network::{Attachment, HostId, Network, Stop};
 use crate::node::{NodeRole, SimBroker, SimNode};
 use crate::stream::{EMPTY_HASH, fnv1a};
 
@@ -101,125 +101,203 @@ fn app_bytes(seed: u64) -> Vec<u8> {
     b
 }
 
+/// A pair scenario, built and live: the network (STUN, TURN over UDP and TCP, a
+/// signaling broker, two routers with a [`SimNode`] behind each) that [`run_pair`] runs
+/// to completion, for a driver that wants to run it step by step — show each step, send
+/// application bytes over the pipe ([`SimNode::write`]) and read what arrives.
+#[derive(Debug)]
+pub struct PairNet {
+    /// The network.
+    pub net: Network,
+    /// The initiator's host (index 0) and the responder's (index 1).
+    pub hosts: [HostId; 2],
+    /// Their node addresses.
+    pub addrs: [NodeAddr; 2],
+    /// What the oracle says must connect.
+    pub expected: Option<Strategy>,
+    /// The STUN server.
+    pub stun: SocketAddr,
+    /// The TURN server.
+    pub turn: SocketAddr,
+    /// The signaling broker.
+    pub broker: SocketAddr,
+}
+
+impl PairNet {
+    /// Builds the scenario for `a` connecting to `b`: each node, once connected, first
+    /// writes its entry of `apps`; with `capture`, both keep what they receive for
+    /// [`SimNode::take_received`]. Nothing has run yet.
+    pub fn build(
+        a: NatCase,
+        b: NatCase,
+        seed: u64,
+        loss: f64,
+        apps: [Vec<u8>; 2],
+        capture: bool,
+    ) -> Result<PairNet, SimError> {
+        let mut net = Network::new(seed);
+        let stun: SocketAddr = STUN.parse().expect("constant");
+        let turn: SocketAddr = TURN.parse().expect("constant");
+        let broker: SocketAddr = BROKER.parse().expect("constant");
+        net.add_stun_server(ServerConfig {
+            primary: stun,
+            alternate: None,
+            software: None,
+        })?;
+        let users = vec![("p2pd".to_string(), "secret".to_string())];
+        net.add_turn_server(TurnServerConfig::new(turn, "p2pd.sim", users), seed ^ 0x7e)?;
+        let bhost = net.add_host(
+            HostConfig::default()
+                .with_interface(InterfaceConfig::new(Attachment::Internet).with_ip(broker.ip())),
+        )?;
+        net.attach(bhost, SimBroker::new(broker, seed ^ 0xb0))?;
+
+        let link = LinkConfig {
+            loss,
+            ..LinkConfig::with_latency(UPLINK_LATENCY)
+        };
+        let mut rng = Rng::seed_from_u64(seed ^ 0x1d);
+        let mut nodes = Vec::new();
+        for case in [a, b] {
+            let router = net.add_router(
+                RouterConfig::for_type(case.nat_type, case.delta, case.step).with_link(link),
+            )?;
+            let host = net.add_host(HostConfig::behind(router))?;
+            let ip = net.host_ip(host).ok_or(SimError::UnknownHost(host))?;
+            let (nat, delta) = side_of(&case);
+            // A UDP-blocked node never learns its external address; it advertises its own.
+            let external = match nat {
+                NatType::Blocked => ip,
+                _ => net.router_public_ip(router).unwrap_or(ip),
+            };
+            let identity = Identity::generate(&mut rng);
+            let route = Route {
+                external,
+                internal: ip,
+                port: LISTEN_PORT,
+                nat,
+                delta,
+            };
+            let addr = NodeAddr::new(
+                identity.public(),
+                Vec::new(),
+                vec![Interface {
+                    v4: Some(route),
+                    v6: None,
+                }],
+            )?;
+            let cfg = NegotiatorConfig {
+                identity,
+                ours: addr,
+                listen: vec![SocketAddr::new(ip, LISTEN_PORT)],
+                strategies: Strategy::ALL.to_vec(),
+                stun: vec![stun],
+                turn: vec![TurnSpec {
+                    server: turn,
+                    username: "p2pd".into(),
+                    password: "secret".into(),
+                }],
+                timeouts: Timeouts::default(),
+            };
+            nodes.push((host, ip, cfg));
+        }
+        let peer = nodes[1].2.ours.clone();
+        let sides: Vec<Side> = nodes
+            .iter()
+            .map(|(_, _, cfg)| {
+                let r = cfg.ours.interfaces()[0].v4.expect("built above");
+                Side {
+                    nat: r.nat,
+                    delta: r.delta,
+                    has_turn: true,
+                    mapped: false,
+                }
+            })
+            .collect();
+        let expect = expected(&sides[0], &sides[1], false);
+        let now = net.now();
+        for ((i, (host, ip, cfg)), app) in nodes.iter().enumerate().zip(apps) {
+            let role = if i == 0 {
+                NodeRole::Initiator {
+                    peer: Box::new(peer.clone()),
+                }
+            } else {
+                NodeRole::Responder
+            };
+            let node = SimNode::new(
+                cfg.clone(),
+                role,
+                *ip,
+                broker,
+                app,
+                seed ^ (i as u64 + 1),
+                now,
+            );
+            let node = if capture { node.with_capture() } else { node };
+            net.attach(*host, node)?;
+        }
+        Ok(PairNet {
+            net,
+            hosts: [nodes[0].0, nodes[1].0],
+            addrs: [nodes[0].2.ours.clone(), peer],
+            expected: expect,
+            stun,
+            turn,
+            broker,
+        })
+    }
+
+    /// The node on side `i` (0 initiator, 1 responder).
+    pub fn node(&self, i: usize) -> Option<&SimNode> {
+        self.net.endpoint::<SimNode>(*self.hosts.get(i)?)
+    }
+
+    /// Runs until both nodes reach the broker, as listening nodes have long done in real
+    /// life (at most [`PAIR_LIMIT`] of virtual time).
+    pub fn register(&mut self) -> Result<(), SimError> {
+        let hosts = self.hosts;
+        let registered = |net: &Network| {
+            hosts.iter().all(|h| {
+                net.endpoint::<SimNode>(*h)
+                    .is_some_and(SimNode::is_registered)
+            })
+        };
+        self.net
+            .run_until_with(self.net.now() + PAIR_LIMIT, PAIR_EVENTS, registered);
+        if registered(&self.net) {
+            Ok(())
+        } else {
+            Err(SimError::Config(
+                "the nodes never reached the broker".into(),
+            ))
+        }
+    }
+
+    /// The initiator starts connecting now; returns the instant.
+    pub fn begin(&mut self) -> Instant {
+        let start = self.net.now();
+        self.net
+            .with_endpoint::<SimNode, _>(self.hosts[0], |n, now| n.begin(now));
+        start
+    }
+
+    /// Runs until `done` holds, at most `limit` of virtual time and [`PAIR_EVENTS`]
+    /// events; true if `done` held.
+    pub fn run_until(&mut self, limit: Duration, done: impl FnMut(&Network) -> bool) -> bool {
+        let deadline = self.net.now() + limit;
+        self.net.run_until_with(deadline, PAIR_EVENTS, done) == Stop::Done
+    }
+}
+
 /// Runs one ordered pair: `a` connects to `b`.
 pub fn run_pair(a: NatCase, b: NatCase, seed: u64, loss: f64) -> Result<PairOutcome, SimError> {
-    let mut net = Network::new(seed);
-    let stun: SocketAddr = STUN.parse().expect("constant");
-    let turn: SocketAddr = TURN.parse().expect("constant");
-    let broker: SocketAddr = BROKER.parse().expect("constant");
-    net.add_stun_server(ServerConfig {
-        primary: stun,
-        alternate: None,
-        software: None,
-    })?;
-    let users = vec![("p2pd".to_string(), "secret".to_string())];
-    net.add_turn_server(TurnServerConfig::new(turn, "p2pd.sim", users), seed ^ 0x7e)?;
-    let bhost = net.add_host(
-        HostConfig::default()
-            .with_interface(InterfaceConfig::new(Attachment::Internet).with_ip(broker.ip())),
-    )?;
-    net.attach(bhost, SimBroker::new(broker, seed ^ 0xb0))?;
-
-    let link = LinkConfig {
-        loss,
-        ..LinkConfig::with_latency(UPLINK_LATENCY)
-    };
-    let mut rng = Rng::seed_from_u64(seed ^ 0x1d);
-    let mut nodes = Vec::new();
-    for case in [a, b] {
-        let router = net.add_router(
-            RouterConfig::for_type(case.nat_type, case.delta, case.step).with_link(link),
-        )?;
-        let host = net.add_host(HostConfig::behind(router))?;
-        let ip = net.host_ip(host).ok_or(SimError::UnknownHost(host))?;
-        let (nat, delta) = side_of(&case);
-        // A UDP-blocked node never learns its external address; it advertises its own.
-        let external = match nat {
-            NatType::Blocked => ip,
-            _ => net.router_public_ip(router).unwrap_or(ip),
-        };
-        let identity = Identity::generate(&mut rng);
-        let route = Route {
-            external,
-            internal: ip,
-            port: LISTEN_PORT,
-            nat,
-            delta,
-        };
-        let addr = NodeAddr::new(
-            identity.public(),
-            Vec::new(),
-            vec![Interface {
-                v4: Some(route),
-                v6: None,
-            }],
-        )?;
-        let cfg = NegotiatorConfig {
-            identity,
-            ours: addr,
-            listen: vec![SocketAddr::new(ip, LISTEN_PORT)],
-            strategies: Strategy::ALL.to_vec(),
-            stun: vec![stun],
-            turn: vec![TurnSpec {
-                server: turn,
-                username: "p2pd".into(),
-                password: "secret".into(),
-            }],
-            timeouts: Timeouts::default(),
-        };
-        nodes.push((host, ip, cfg));
-    }
-    let peer = nodes[1].2.ours.clone();
-    let sides: Vec<Side> = nodes
-        .iter()
-        .map(|(_, _, cfg)| {
-            let r = cfg.ours.interfaces()[0].v4.expect("built above");
-            Side {
-                nat: r.nat,
-                delta: r.delta,
-                has_turn: true,
-                mapped: false,
-            }
-        })
-        .collect();
-    let expect = expected(&sides[0], &sides[1], false);
     let apps = [app_bytes(seed ^ 0xa), app_bytes(seed ^ 0xb)];
-    let now = net.now();
-    for (i, (host, ip, cfg)) in nodes.iter().enumerate() {
-        let role = if i == 0 {
-            NodeRole::Initiator {
-                peer: Box::new(peer.clone()),
-            }
-        } else {
-            NodeRole::Responder
-        };
-        let node = SimNode::new(
-            cfg.clone(),
-            role,
-            *ip,
-            broker,
-            apps[i].clone(),
-            seed ^ (i as u64 + 1),
-            now,
-        );
-        net.attach(*host, node)?;
-    }
-    let hosts = [nodes[0].0, nodes[1].0];
-    // Both nodes reach the broker first, as listening nodes have long done in real life.
-    let registered = |net: &Network| {
-        hosts.iter().all(|h| {
-            net.endpoint::<SimNode>(*h)
-                .is_some_and(SimNode::is_registered)
-        })
-    };
-    net.run_until_with(net.now() + PAIR_LIMIT, PAIR_EVENTS, registered);
-    if !registered(&net) {
-        return Err(SimError::Config(
-            "the nodes never reached the broker".into(),
-        ));
-    }
-    let start = net.now();
-    net.with_endpoint::<SimNode, _>(hosts[0], |n, now| n.begin(now));
+    let mut pair = PairNet::build(a, b, seed, loss, apps.clone(), false)?;
+    pair.register()?;
+    let start = pair.begin();
+    let hosts = pair.hosts;
+    let expect = pair.expected;
+    let mut net = pair.net;
     let want = [fnv1a(EMPTY_HASH, &apps[1]), fnv1a(EMPTY_HASH, &apps[0])];
     net.run_until_with(start + PAIR_LIMIT, PAIR_EVENTS, |net| {
         let r: Vec<_> = hosts

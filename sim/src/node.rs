@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use p2pd_core::addr::NodeAddr;
 use p2pd_core::identity::{PUBLIC_KEY_LEN, PublicKey};
 use p2pd_core::negotiate::{
-    Action, NegotiationEvent, Negotiator, NegotiatorConfig, Pipe, ROUTE_LEN, Strategy, TcpEvent,
-    TcpId as CoreTcpId, route_signal, route_tcp,
+    Action, NegotiationEvent, Negotiator, NegotiatorConfig, Pipe, Progress, ROUTE_LEN, Strategy,
+    TcpEvent, TcpId as CoreTcpId, route_signal, route_tcp,
 };
 use p2pd_core::rng::Rng;
 
@@ -30,6 +30,11 @@ const MAX_FRAME: usize = 16 * 1024;
 const FIRST_PORT: u16 = 20_000;
 /// How long an accepted connection may wait for its attempt to be known.
 const UNROUTED_FOR: Duration = Duration::from_secs(10);
+/// Received application bytes kept for [`SimNode::take_received`], at most; more are
+/// counted and hashed but not kept until the application takes some.
+pub const MAX_CAPTURE: usize = 1024 * 1024;
+/// Log lines and progress steps kept per node, at most.
+const MAX_LOG: usize = 256;
 
 /// Which side of the connection a node is.
 #[derive(Debug, Clone)]
@@ -52,6 +57,9 @@ pub struct NodeReport {
     pub failed: Option<String>,
     /// The negotiation's events, as text, with their instants.
     pub log: Vec<(Instant, String)>,
+    /// The negotiation's events as data (strategies skipped, tried, failed, the winner),
+    /// with their instants.
+    pub progress: Vec<(Instant, Progress)>,
     /// Application bytes received and their FNV-1a hash.
     pub received: u64,
     /// Hash of what was received.
@@ -86,6 +94,8 @@ pub struct SimNode {
     /// Bytes the application writes once connected, and how many went.
     app: Vec<u8>,
     app_written: usize,
+    /// Received application bytes kept for the application, when it asked for them.
+    capture: Option<Vec<u8>>,
     /// The latest instant the network gave us.
     now: Instant,
     /// The report.
@@ -133,12 +143,60 @@ impl SimNode {
             pipe: None,
             app,
             app_written: 0,
+            capture: None,
             now,
             report: NodeReport {
                 hash: EMPTY_HASH,
                 ..NodeReport::default()
             },
         }
+    }
+
+    /// Keeps received application bytes (up to [`MAX_CAPTURE`] not yet taken) for
+    /// [`take_received`](Self::take_received), as an application reading its socket.
+    pub fn with_capture(mut self) -> Self {
+        self.capture = Some(Vec::new());
+        self
+    }
+
+    /// Queues application bytes to send on the connection (sent once it is up, after
+    /// what was given at creation). Call it through
+    /// [`Network::with_endpoint`](crate::network::Network::with_endpoint) so what it
+    /// sends leaves at once.
+    pub fn write(&mut self, now: Instant, bytes: &[u8]) {
+        self.now = now;
+        self.app.extend_from_slice(bytes);
+        self.pump(now);
+    }
+
+    /// The received application bytes kept since the last call (see
+    /// [`with_capture`](Self::with_capture)).
+    pub fn take_received(&mut self) -> Vec<u8> {
+        self.capture
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The received application bytes kept and not taken yet.
+    pub fn pending_received(&self) -> &[u8] {
+        self.capture.as_deref().unwrap_or_default()
+    }
+
+    /// Application bytes arrived.
+    fn on_app_bytes(&mut self, bytes: &[u8]) {
+        self.report.received += bytes.len() as u64;
+        self.report.hash = fnv1a(self.report.hash, bytes);
+        if let Some(c) = self.capture.as_mut() {
+            let room = MAX_CAPTURE.saturating_sub(c.len());
+            c.extend_from_slice(&bytes[..room.min(bytes.len())]);
+        }
+    }
+
+    /// The strategies an initiator offers (in order of preference); effective if set
+    /// before [`begin`](Self::begin).
+    pub fn set_strategies(&mut self, strategies: Vec<Strategy>) {
+        self.cfg.strategies = strategies;
     }
 
     /// Whether the node's broker connection is up (it can be signaled).
@@ -158,7 +216,7 @@ impl SimNode {
     }
 
     fn log(&mut self, now: Instant, text: String) {
-        if self.report.log.len() < 256 {
+        if self.report.log.len() < MAX_LOG {
             self.report.log.push((now, text));
         }
     }
@@ -323,6 +381,7 @@ impl SimNode {
             }
         } else if let Some(n) = self.neg.as_mut() {
             n.handle_tcp(now, ev);
+            self.drain_negotiator(now);
         }
     }
 
@@ -443,8 +502,7 @@ impl SimNode {
             } else if let Some(&cid) = self.to_core.get(&id) {
                 let is_pipe = matches!(&self.pipe, Some(Pipe::Tcp { id: p, .. }) if *p == cid);
                 if is_pipe {
-                    self.report.received += n as u64;
-                    self.report.hash = fnv1a(self.report.hash, bytes);
+                    self.on_app_bytes(bytes);
                 } else {
                     self.core_tcp_event(now, TcpEvent::Data { id: cid, bytes });
                 }
@@ -492,6 +550,9 @@ impl SimNode {
     }
 
     fn on_event(&mut self, now: Instant, e: NegotiationEvent) {
+        if self.report.progress.len() < MAX_LOG {
+            self.report.progress.push((now, Progress::from(&e)));
+        }
         match e {
             NegotiationEvent::Connected {
                 strategy,
@@ -502,8 +563,8 @@ impl SimNode {
                 self.log(now, format!("connected: {strategy} {local} -> {remote}"));
                 self.report.connected = Some((strategy, now));
                 if let Pipe::Tcp { leftover, .. } = &pipe {
-                    self.report.received += leftover.len() as u64;
-                    self.report.hash = fnv1a(self.report.hash, leftover);
+                    let leftover = leftover.clone();
+                    self.on_app_bytes(&leftover);
                 }
                 self.pipe = Some(pipe);
             }
@@ -526,35 +587,9 @@ impl SimNode {
     /// Drains the negotiator, the pipe and the TCP stack until nothing moves.
     fn pump(&mut self, now: Instant) {
         for _ in 0..1000 {
-            let mut progress = false;
             self.start(now);
             self.tcp_events(now);
-            let mut actions = Vec::new();
-            let mut events = Vec::new();
-            if let Some(n) = self.neg.as_mut() {
-                while let Some(a) = n.poll_action() {
-                    actions.push(a);
-                }
-                while let Some(t) = n.poll_transmit() {
-                    if let Some(d) = Datagram::from_transmit(&t) {
-                        self.out.push_back(d);
-                    }
-                }
-                while let Some(e) = n.poll_event() {
-                    events.push(e);
-                }
-            }
-            progress |= !actions.is_empty() || !events.is_empty();
-            for a in actions {
-                self.apply(now, a);
-            }
-            for e in events {
-                self.on_event(now, e);
-            }
-            if self.neg.as_ref().is_some_and(|n| n.is_done()) {
-                // Its last actions were drained above.
-                self.neg = None;
-            }
+            let mut progress = self.drain_negotiator(now);
             progress |= self.pump_app(now);
             self.tcp_events(now);
             if !progress {
@@ -563,9 +598,43 @@ impl SimNode {
         }
     }
 
+    /// Carries out what the negotiator asked for and takes its events (the pipe, once
+    /// connected). Called after every input to it, as a runtime driver does: bytes that
+    /// arrive after the handshake must find the pipe, not a finished negotiator.
+    fn drain_negotiator(&mut self, now: Instant) -> bool {
+        let mut actions = Vec::new();
+        let mut events = Vec::new();
+        if let Some(n) = self.neg.as_mut() {
+            while let Some(a) = n.poll_action() {
+                actions.push(a);
+            }
+            while let Some(t) = n.poll_transmit() {
+                if let Some(d) = Datagram::from_transmit(&t) {
+                    self.out.push_back(d);
+                }
+            }
+            while let Some(e) = n.poll_event() {
+                events.push(e);
+            }
+        }
+        let progress = !actions.is_empty() || !events.is_empty();
+        for a in actions {
+            self.apply(now, a);
+        }
+        for e in events {
+            self.on_event(now, e);
+        }
+        if self.neg.as_ref().is_some_and(|n| n.is_done()) {
+            // Its last actions were drained above.
+            self.neg = None;
+        }
+        progress
+    }
+
     /// Moves application bytes through the pipe.
     fn pump_app(&mut self, now: Instant) -> bool {
         let mut progress = false;
+        let mut arrived = Vec::new();
         match self.pipe.as_mut() {
             Some(Pipe::Tcp { id, .. }) => {
                 let id = *id;
@@ -591,8 +660,7 @@ impl SimNode {
                         break;
                     }
                     progress = true;
-                    self.report.received += n as u64;
-                    self.report.hash = fnv1a(self.report.hash, &buf[..n]);
+                    arrived.extend_from_slice(&buf[..n]);
                 }
                 while p.poll_event().is_some() {}
                 while let Some(t) = p.poll_transmit() {
@@ -615,6 +683,9 @@ impl SimNode {
                 }
             }
             None => {}
+        }
+        if !arrived.is_empty() {
+            self.on_app_bytes(&arrived);
         }
         progress
     }

@@ -8,6 +8,7 @@
 //! * [`io`] — the actions and inputs between the negotiator and its driver.
 //! * [`negotiator`] — the machine: strategies in order, with fallback.
 //! * [`pipe`] — what a negotiation yields: a reliable byte stream.
+//! * [`progress`] — its events as plain data, for display.
 
 pub mod handshake;
 pub mod io;
@@ -15,6 +16,7 @@ pub mod message;
 pub mod negotiator;
 pub mod pipe;
 pub mod plan;
+pub mod progress;
 pub mod strategy;
 
 pub use handshake::{HELLO_LEN, HandshakeError, ROUTE_LEN, Role, route_preamble, route_tcp};
@@ -25,4 +27,5 @@ pub use negotiator::{
 };
 pub use pipe::{DatagramPipe, Pipe};
 pub use plan::{Plan, Side, expected, plan};
+pub use progress::Progress;
 pub use strategy::{Strategy, UnknownStrategy};

@@ -3,15 +3,15 @@
 //! Modules: [`server`] accepts connections and runs each request through [`http`]
 //! (framing and limits), [`security`] (Host, Origin, token) and [`routes`] (endpoints);
 //! [`table`] holds the named connections, [`relay`] turns an HTTP connection into a pipe,
-//! [`node`] is what the REST layer needs from the p2p node ([`adapt`] bridges p2pd's
-//! runtime-agnostic streams to it), [`ifs`] the interface
-//! discovery behind `/ifs`, [`errors`] the error codes.
+//! [`node`] is what the REST layer needs from the p2p node, [`runtime_node`] the real
+//! node behind it ([`adapt`] bridges other runtime-agnostic streams to it), [`ifs`] the
+//! interface discovery behind `/ifs`, [`errors`] the error codes.
 
 #[cfg_attr(
     not(test),
     allow(
         dead_code,
-        reason = "the node (issue 7) will wrap its streams with it; the tests do today"
+        reason = "node connections come wrapped as TokioConnection; the tests wrap plain streams with it"
     )
 )]
 pub mod adapt;
@@ -21,22 +21,23 @@ pub mod ifs;
 pub mod node;
 pub mod relay;
 pub mod routes;
+pub mod runtime_node;
 pub mod security;
 pub mod server;
 pub mod table;
+pub mod target;
 #[cfg(test)]
 mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::parse_host_port;
+use crate::node_cmd::{NodeFlags, load_config};
 use crate::{config, output};
-use node::{NodeSlot, NodeState};
+use node::NodeSlot;
 
 /// The REST API's default port (P2PD's).
 pub const DEFAULT_PORT: u16 = 12333;
@@ -49,13 +50,15 @@ pub struct DaemonArgs {
     /// Default: 127.0.0.1:12333 and [::1]:12333 (the latter only if IPv6 is available).
     #[arg(long = "listen", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
-    /// Config file (default: $P2PD_HOME/config.toml): `stun` servers for /ifs and the
-    /// `[rest] token` every request must then carry as `Authorization: Bearer TOKEN`.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// A STUN server for /ifs, IP[:PORT]; repeat for more. Replaces the config file's list.
-    #[arg(long = "stun", value_parser = parse_host_port)]
-    pub stun: Vec<SocketAddr>,
+    /// The node the API drives (servers, home, port, interfaces), as for `p2pd listen`;
+    /// the config file also holds the `[rest] token` every request must then carry as
+    /// `Authorization: Bearer TOKEN`. The STUN servers also serve /ifs.
+    #[command(flatten)]
+    pub node: NodeFlags,
+    /// Seconds the node may take to open a connection before `/p2p/open` fails with
+    /// what each strategy did (at most 55: the request itself gives up at 60).
+    #[arg(long, default_value_t = 55.0)]
+    pub connect_timeout_s: f64,
     /// Do not discover routes and NATs at start-up (/ifs then reports state "off").
     #[arg(long)]
     pub no_discovery: bool,
@@ -93,18 +96,15 @@ pub struct State {
     pub security: security::Security,
     /// Size and time limits.
     pub limits: http::Limits,
+    /// Name servers for `/p2p/open/{con}/{name}` (the config file's `names` list).
+    pub name_servers: Vec<SocketAddr>,
 }
 
-/// Starts the node in the background and records the outcome in `slot`.
-///
-/// The p2p node (issue 7) is not part of this build yet, so the slot records that, and
-/// `/p2p/addr`, `/p2p/open` and `/p2p/accept` answer `node_unavailable` saying so. To plug
-/// the node in: start it here and `slot.set(NodeState::Running(Arc::new(node)))` (on
-/// failure `NodeState::Failed(reason)`); the node implements [`node::Node`].
-fn start_node(slot: &NodeSlot) {
-    slot.set(NodeState::Failed(
-        "this build of p2pd has no p2p node yet (the connection negotiator, issue 7): /p2p/open, /p2p/addr and /p2p/accept need it".into(),
-    ));
+/// Starts the node in the background and records the outcome in `slot`: running, or
+/// why not (then `/p2p/addr`, `/p2p/open` and `/p2p/accept` answer `node_unavailable`
+/// with that reason, e.g. no MQTT broker configured).
+fn start_node(flags: NodeFlags, connect_timeout: Duration, slot: &NodeSlot) {
+    runtime_node::start(flags, connect_timeout, slot.clone());
 }
 
 /// Puts connections the node accepts into the table (named `in-1`, `in-2`, …).
@@ -154,7 +154,7 @@ async fn bind(asked: &[SocketAddr]) -> Result<Vec<tokio::net::TcpListener>> {
 
 /// Runs the daemon until Ctrl-C or SIGTERM.
 pub async fn run(args: DaemonArgs) -> Result<()> {
-    let (file_config, file) = config::load(args.config.as_deref())?;
+    let (file_config, file) = load_config(&args.node)?;
     let token = file_config.rest.as_ref().and_then(|r| r.token.clone());
     if let Some(t) = &token {
         security::check_token(t).map_err(|why| {
@@ -172,11 +172,22 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             "--request-timeout-s must be a number of seconds above 0 and at most 3600".into(),
         );
     }
+    let connect_limit = routes::OPEN_TIMEOUT.saturating_sub(runtime_node::OPEN_MARGIN);
+    if !(args.connect_timeout_s.is_finite()
+        && args.connect_timeout_s >= 1.0
+        && args.connect_timeout_s <= connect_limit.as_secs_f64())
+    {
+        return Err(format!(
+            "--connect-timeout-s must be a number of seconds from 1 to {}",
+            connect_limit.as_secs()
+        )
+        .into());
+    }
     let listeners = bind(&args.listen).await?;
     let ifs = if args.no_discovery {
         ifs::IfsCache::off()
     } else {
-        let flags = args.stun.clone();
+        let flags = args.node.stun.clone();
         let file = file.clone();
         let file_stun = file_config.stun.clone();
         ifs::IfsCache::discover(move || {
@@ -188,6 +199,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         })
     };
     let timeout = Duration::from_secs_f64(args.request_timeout_s);
+    let name_servers = config::name_servers(&[], &file_config, file.as_deref())?;
     let state = Arc::new(State {
         table: Arc::new(table::Table::default()),
         node: NodeSlot::starting(),
@@ -198,8 +210,13 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             body_timeout: timeout,
             ..http::Limits::default()
         },
+        name_servers,
     });
-    start_node(&state.node);
+    start_node(
+        args.node,
+        Duration::from_secs_f64(args.connect_timeout_s),
+        &state.node,
+    );
     tokio::spawn(take_incoming(state.node.clone(), state.table.clone()));
     let addrs: Vec<String> = listeners
         .iter()

@@ -62,7 +62,8 @@ impl std::fmt::Debug for Pipe {
 #[error("{0}")]
 pub struct OpenError(pub String);
 
-/// The node as the REST layer uses it. Implemented by the p2p node (issue 7).
+/// The node as the REST layer uses it. Implemented by the p2p node
+/// ([`super::runtime_node::RuntimeNode`]).
 pub trait Node: Send + Sync + 'static {
     /// The node's own address, as peers should be given it.
     fn addr(&self) -> NodeAddr;
@@ -88,10 +89,6 @@ pub enum NodeState {
     /// Still starting (interfaces, NAT, brokers).
     Starting,
     /// Running.
-    #[cfg_attr(
-        not(test),
-        allow(dead_code, reason = "set by the node once it is plugged in (issue 7)")
-    )]
     Running(Arc<dyn Node>),
     /// Could not start; why.
     Failed(String),

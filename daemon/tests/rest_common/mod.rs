@@ -201,3 +201,119 @@ pub fn open_fds(pid: u32) -> usize {
         .map(|d| d.count())
         .unwrap_or(0)
 }
+
+/// Sends `request` on an open stream (e.g. one made inside a lab namespace) and reads
+/// the response until the daemon closes.
+pub fn raw_on(mut s: TcpStream, request: &[u8]) -> Resp {
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(15))).unwrap();
+    let _ = s.write_all(request);
+    read_all(&mut s, request)
+}
+
+/// `POST path` with `body` as `application/octet-stream`.
+pub fn post_request(path: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+/// Starts `/p2p/pipe/{name}` on `s`: sends the request, reads the response head (which
+/// must be 200) and returns the bytes of the relay that came with it.
+pub fn start_pipe(s: &mut TcpStream, name: &str) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(format!("GET /p2p/pipe/{name} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    // Bounded: the head is small and the read timeout ends a silent daemon.
+    let end = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end;
+        }
+        assert!(got.len() < 16 * 1024, "pipe response head too long");
+        let n = s
+            .read(&mut chunk)
+            .expect("reading the pipe's response head");
+        assert!(n > 0, "daemon closed before the pipe's head: {got:?}");
+        got.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..end]).to_string();
+    assert!(
+        head.starts_with("HTTP/1.1 200"),
+        "pipe refused: {head}\n{got:?}"
+    );
+    got[end + 4..].to_vec()
+}
+
+/// What one side of a pipe received: byte count and SHA-256.
+pub type Received = (usize, [u8; 32]);
+
+/// Relays over a started pipe: writes `send` (then shuts down writing) while reading to
+/// the end of stream; returns what was read (`early` first), hashed, and how long it
+/// took until the end of stream arrived (hashing runs on a thread of its own, off the
+/// receive path). `limit` guards against a hang (not a timing assertion).
+pub fn pump(s: TcpStream, early: Vec<u8>, send: Vec<u8>, limit: Duration) -> (Received, Duration) {
+    use sha2::{Digest, Sha256};
+    let started = std::time::Instant::now();
+    s.set_read_timeout(Some(limit)).unwrap();
+    s.set_write_timeout(Some(limit)).unwrap();
+    let mut w = s.try_clone().unwrap();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&send).expect("writing into the pipe");
+        w.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let hasher = std::thread::spawn(move || {
+        let mut h = Sha256::new();
+        let mut n = 0;
+        for chunk in rx {
+            n += chunk.len();
+            h.update(&chunk);
+        }
+        (n, <[u8; 32]>::from(h.finalize()))
+    });
+    let _ = tx.send(early);
+    let mut r = s;
+    let mut n = 0;
+    // Bounded by the stream: ends at end of stream; a silent peer hits the read timeout.
+    loop {
+        let mut buf = vec![0u8; 256 * 1024];
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => {
+                n += k;
+                buf.truncate(k);
+                let _ = tx.send(buf);
+            }
+            Err(e) => panic!("reading from the pipe after {n} bytes: {e}"),
+        }
+    }
+    let took = started.elapsed();
+    drop(tx);
+    writer.join().unwrap();
+    (hasher.join().unwrap(), took)
+}
+
+/// A deterministic payload: a seeded xorshift stream.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+/// Byte count and SHA-256 of `data`.
+pub fn digest(data: &[u8]) -> Received {
+    use sha2::{Digest, Sha256};
+    (data.len(), Sha256::digest(data).into())
+}

@@ -338,6 +338,17 @@ impl<R: Runtime> Connection<R> {
         }
     }
 
+    /// Writes what the handshake still owes the peer: on a TCP path, the initiator's
+    /// HELLO that commits to it may still be queued, and the peer's side of the
+    /// connection completes only when it arrives. Nothing to do on a datagram pipe (its
+    /// task sends on its own).
+    pub(crate) async fn flush_handshake(&mut self) -> io::Result<()> {
+        match &mut self.inner {
+            Inner::Tcp(t) => poll_fn(|cx| t.poll_flush_unsent(cx)).await,
+            Inner::Datagram(_) => Ok(()),
+        }
+    }
+
     /// Reads into `buf`; `Ok(0)` is the end of the stream.
     pub async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         poll_fn(|cx| self.poll_read(cx, buf)).await

@@ -19,7 +19,7 @@ use p2pd_core::addr::NodeAddr;
 use p2pd_core::identity::{Identity, PublicKey};
 use p2pd_core::negotiate::message::{Body, NegotiationMessage};
 use p2pd_core::negotiate::{
-    Action, AttemptId, NegotiationEvent, Negotiator, NegotiatorConfig, Pipe, ROUTE_LEN,
+    Action, AttemptId, NegotiationEvent, Negotiator, NegotiatorConfig, Pipe, Progress, ROUTE_LEN,
     SIGNAL_KIND, Strategy, TcpEvent, TcpId, Timeouts, TurnSpec, route_signal, route_tcp,
 };
 use p2pd_core::rng::Rng;
@@ -71,6 +71,8 @@ pub(crate) enum Command<R: Runtime> {
         peer: NodeAddr,
         strategies: Vec<Strategy>,
         reply: async_channel::Sender<Result<Connection<R>, ConnectError>>,
+        /// Where to report the negotiation's steps (dropped when full).
+        progress: Option<async_channel::Sender<Progress>>,
     },
 }
 
@@ -91,6 +93,8 @@ pub(crate) struct EngineSetup<R: Runtime> {
     pub(crate) incoming: async_channel::Sender<Connection<R>>,
     pub(crate) rng: Rng,
     pub(crate) connect_limit: Duration,
+    /// Where the engine publishes address changes.
+    pub(crate) watch: Arc<super::watch::AddrWatch>,
 }
 
 type Connecting<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
@@ -134,6 +138,7 @@ struct Negotiation<R: Runtime> {
     neg: Negotiator,
     peer: NodeAddr,
     reply: Option<async_channel::Sender<Result<Connection<R>, ConnectError>>>,
+    progress: Option<async_channel::Sender<Progress>>,
     log: Vec<String>,
     deadline: Instant,
 }
@@ -177,6 +182,7 @@ pub(crate) struct Engine<R: Runtime> {
     negotiations: HashMap<AttemptId, Negotiation<R>>,
     next_udp: usize,
     connect_limit: Duration,
+    watch: Arc<super::watch::AddrWatch>,
 }
 
 /// Runs the engine until the node handle and every connection are gone.
@@ -196,6 +202,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         incoming,
         rng,
         connect_limit,
+        watch,
     } = setup;
     let mut udp = Vec::new();
     let mut listeners = Vec::new();
@@ -230,6 +237,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         negotiations: HashMap::new(),
         next_udp: 0,
         connect_limit,
+        watch,
     };
     e.run(commands, keepalive).await;
 }
@@ -473,6 +481,7 @@ impl<R: Runtime> Engine<R> {
                 peer,
                 strategies,
                 reply,
+                progress,
             } => {
                 if peer.key() == &self.identity.public() {
                     let _ = reply.try_send(Err(ConnectError::Ourselves));
@@ -497,6 +506,7 @@ impl<R: Runtime> Engine<R> {
                         neg,
                         peer,
                         reply: Some(reply),
+                        progress,
                         log: Vec::new(),
                         deadline: now + self.connect_limit,
                     },
@@ -518,6 +528,27 @@ impl<R: Runtime> Engine<R> {
         }
     }
 
+    /// Signaling listens on other brokers now: the node's address follows (new
+    /// negotiations advertise it; [`super::Node::addr_changes`] subscribers hear of it).
+    /// An empty set (every broker down for now) keeps the last address: the signaler is
+    /// reconnecting, and an address without brokers could not be reached at all.
+    fn brokers_changed(&mut self, brokers: Vec<p2pd_core::addr::Broker>) {
+        if brokers.is_empty() || brokers == self.ours.brokers() {
+            return;
+        }
+        // Everything but the brokers stays, the gateway's mapped port included.
+        let addr = NodeAddr::new(*self.ours.key(), brokers, self.ours.interfaces().to_vec())
+            .and_then(|a| a.with_mapped_ports(self.ours.mapped_ports().to_vec()));
+        match addr {
+            Ok(addr) => {
+                tracing::info!("signaling brokers changed; node address now {addr}");
+                self.ours = addr.clone();
+                self.watch.publish(addr);
+            }
+            Err(e) => tracing::warn!("signaling brokers changed, but no address fits them: {e}"),
+        }
+    }
+
     async fn signal_event(&mut self, now: Instant, ev: SignalEvent) {
         let m = match ev {
             SignalEvent::Received(m) => m,
@@ -531,6 +562,10 @@ impl<R: Runtime> Engine<R> {
             }
             SignalEvent::ConnectionLost { broker, reason } => {
                 tracing::info!("signaling broker {broker} lost: {reason}");
+                return;
+            }
+            SignalEvent::Listening(brokers) => {
+                self.brokers_changed(brokers);
                 return;
             }
             _ => return,
@@ -596,6 +631,7 @@ impl<R: Runtime> Engine<R> {
                         neg,
                         peer,
                         reply: None,
+                        progress: None,
                         log: Vec::new(),
                         deadline: now + self.connect_limit,
                     },
@@ -960,6 +996,9 @@ impl<R: Runtime> Engine<R> {
     }
 
     async fn event(&mut self, a: AttemptId, now: Instant, ev: NegotiationEvent) {
+        if let Some(tx) = self.negotiations.get(&a).and_then(|n| n.progress.as_ref()) {
+            let _ = tx.try_send(Progress::from(&ev));
+        }
         match ev {
             NegotiationEvent::Skipped { strategy, reason } => {
                 tracing::info!("attempt {a}: {strategy} skipped: {reason}");

@@ -23,12 +23,13 @@ mod engine;
 mod pipe_task;
 mod portmap;
 mod start;
+mod watch;
 
 use std::time::Duration;
 
 use p2pd_core::addr::NodeAddr;
 use p2pd_core::identity::PublicKey;
-use p2pd_core::negotiate::Strategy;
+use p2pd_core::negotiate::{Progress, Strategy};
 use p2pd_core::signal::{SignalEvent, SignalerConfig};
 
 pub use config::{ConnectError, NodeConfig, NodeError, default_strategies};
@@ -45,6 +46,10 @@ use crate::runtime::Runtime;
 use crate::task::{Task, spawn};
 use crate::timer::until;
 
+/// How long [`Node::connect`] waits for the handshake's last message to be taken by
+/// the kernel (a few hundred bytes on a fresh connection: at once, unless the path is
+/// dead).
+const HANDSHAKE_FLUSH: Duration = Duration::from_secs(10);
 /// Connections made by peers, waiting for [`Node::accept`], at most.
 const ACCEPT_QUEUE: usize = 16;
 
@@ -72,6 +77,7 @@ pub struct Node<R: Runtime> {
     incoming: async_channel::Receiver<Connection<R>>,
     _keepalive: async_channel::Sender<()>,
     _task: Task<()>,
+    watch: std::sync::Arc<watch::AddrWatch>,
 }
 
 impl<R: Runtime> std::fmt::Debug for engine::Command<R> {
@@ -264,6 +270,7 @@ impl<R: Runtime> Node<R> {
         let (ctx, crx) = async_channel::bounded(16);
         let (ktx, krx) = async_channel::bounded(1);
         let (itx, irx) = async_channel::bounded(ACCEPT_QUEUE);
+        let watch = std::sync::Arc::new(watch::AddrWatch::new(addr.clone()));
         let setup = engine::EngineSetup {
             rt: rt.clone(),
             identity,
@@ -279,6 +286,7 @@ impl<R: Runtime> Node<R> {
             incoming: itx,
             rng,
             connect_limit: config.connect_timeout,
+            watch: watch.clone(),
         };
         let task = spawn(rt, engine::run(setup));
         Ok(Node {
@@ -291,6 +299,7 @@ impl<R: Runtime> Node<R> {
             incoming: irx,
             _keepalive: ktx,
             _task: task,
+            watch,
         })
     }
 
@@ -309,9 +318,23 @@ impl<R: Runtime> Node<R> {
         }
     }
 
-    /// This node's address, to give to peers.
+    /// This node's address as it started, to give to peers. It changes when signaling
+    /// moves to other brokers: see [`Node::current_addr`] and [`Node::addr_changes`].
     pub fn addr(&self) -> &NodeAddr {
         &self.addr
+    }
+
+    /// This node's address now: the start-up one with the brokers signaling listens on
+    /// now (a broker that died and was replaced is no longer listed).
+    pub fn current_addr(&self) -> NodeAddr {
+        self.watch.current()
+    }
+
+    /// Every later change of [`Node::current_addr`] (a receiver that lags gets the newest
+    /// address, skipping older ones). Closes when the node stops. What keeps the node's
+    /// names registered (`p2pd_runtime::names::NameKeeper::run`) takes this.
+    pub fn addr_changes(&self) -> async_channel::Receiver<NodeAddr> {
+        self.watch.subscribe()
     }
 
     /// This node's public key.
@@ -332,6 +355,28 @@ impl<R: Runtime> Node<R> {
         peer: &NodeAddr,
         strategies: &[Strategy],
     ) -> Result<Connection<R>, ConnectError> {
+        self.connect_inner(peer, strategies, None).await
+    }
+
+    /// Like [`connect`](Self::connect), and reports each step of the negotiation
+    /// (strategies skipped, tried, failed, the winner) on `progress` as it happens — for
+    /// a user interface. Steps that find `progress` full are dropped; a channel with room
+    /// for 64 holds every step of one attempt.
+    pub async fn connect_with_progress(
+        &self,
+        peer: &NodeAddr,
+        strategies: &[Strategy],
+        progress: async_channel::Sender<Progress>,
+    ) -> Result<Connection<R>, ConnectError> {
+        self.connect_inner(peer, strategies, Some(progress)).await
+    }
+
+    async fn connect_inner(
+        &self,
+        peer: &NodeAddr,
+        strategies: &[Strategy],
+        progress: Option<async_channel::Sender<Progress>>,
+    ) -> Result<Connection<R>, ConnectError> {
         if strategies.is_empty() {
             return Err(ConnectError::NoStrategy);
         }
@@ -341,15 +386,40 @@ impl<R: Runtime> Node<R> {
                 peer: peer.clone(),
                 strategies: strategies.to_vec(),
                 reply: tx,
+                progress,
             })
             .await
             .map_err(|_| ConnectError::Stopped)?;
         // The engine answers by its own deadline; this one is the safety net.
         let limit = self.connect_timeout + Duration::from_secs(5);
-        match until(&self.rt, self.rt.now() + limit, rx.recv()).await {
-            Some(r) => r.map_err(|_| ConnectError::Stopped)?,
-            None => Err(ConnectError::Timeout {
-                waited: limit,
+        let mut conn = match until(&self.rt, self.rt.now() + limit, rx.recv()).await {
+            Some(r) => r.map_err(|_| ConnectError::Stopped)??,
+            None => {
+                return Err(ConnectError::Timeout {
+                    waited: limit,
+                    log: Vec::new(),
+                });
+            }
+        };
+        // Send our committing HELLO now, not with the application's first write: the
+        // peer's node hands the connection to its application only once it arrives, and
+        // an application may well wait for the peer to speak first.
+        let flushed = until(
+            &self.rt,
+            self.rt.now() + HANDSHAKE_FLUSH,
+            conn.flush_handshake(),
+        )
+        .await;
+        match flushed {
+            Some(Ok(())) => Ok(conn),
+            Some(Err(e)) => Err(ConnectError::Failed {
+                reason: format!("sending the handshake's last message failed: {e}"),
+                log: Vec::new(),
+            }),
+            None => Err(ConnectError::Failed {
+                reason: format!(
+                    "the peer did not take the handshake's last message within {HANDSHAKE_FLUSH:?}"
+                ),
                 log: Vec::new(),
             }),
         }
