@@ -89,6 +89,7 @@ fn init_logging(verbose: u8) {
     let level = if verbose == 1 { "info" } else { "debug" };
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
             "p2pd={level},p2pd_runtime={level},p2pd_core={level}"
         )))

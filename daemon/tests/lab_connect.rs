@@ -95,6 +95,8 @@ fn node_flags(home: &Home, family: Family) -> Vec<String> {
         "--home".into(),
         home.0.to_string_lossy().into_owned(),
         "--json".into(),
+        // The negotiation's steps on stderr: a failure shows where it stopped.
+        "-v".into(),
     ]);
     flags
 }
