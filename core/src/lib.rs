@@ -13,6 +13,7 @@ pub mod addr;
 pub mod identity;
 pub mod machine;
 pub mod mqtt;
+pub mod names;
 pub mod nat;
 pub mod negotiate;
 pub mod portmap;

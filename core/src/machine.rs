@@ -71,3 +71,5 @@ machine!(
     crate::portmap::client::PortMapClient,
     crate::portmap::client::PortMapEvent
 );
+machine!(crate::names::NameClient, crate::names::Finished);
+machine!(crate::names::Registrar, crate::names::RegistrarEvent);

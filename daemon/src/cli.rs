@@ -11,6 +11,9 @@ pub const STUN_PORT: u16 = 3478;
 #[derive(Debug, Parser)]
 #[command(name = "p2pd", version, about, propagate_version = true)]
 pub struct Cli {
+    /// More log output on stderr: -v info, -vv debug, -vvv trace (RUST_LOG overrides).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -32,9 +35,18 @@ pub enum Command {
     /// Port mapping on the local gateway: PCP (RFC 6887), then NAT-PMP (RFC 6886).
     #[command(subcommand)]
     Portmap(crate::portmap_cmd::PortmapCommand),
+    /// Run a name server (UDP, port 5300): names for node addresses, signed by their
+    /// owners, stored durably.
+    NameServer(crate::name_cmd::NameServerArgs),
+    /// Register, resolve or delete a name on name servers.
+    #[command(subcommand)]
+    Name(crate::name_cmd::NameCommand),
     /// Run p2pd's machines in the deterministic network simulator.
     #[command(subcommand)]
     Sim(SimCommand),
+    /// Run the local REST API (127.0.0.1:12333 and [::1]:12333) through which other
+    /// programs open and use connections.
+    Daemon(crate::rest::DaemonArgs),
     /// Start a node, print its address on stderr, accept one connection and copy it
     /// to and from stdin/stdout (like `nc -l`).
     Listen(crate::node_cmd::ListenArgs),
@@ -47,6 +59,22 @@ pub enum Command {
 pub enum SimCommand {
     /// Classify every one of the 35 NAT configurations (7 types × 5 port allocations).
     Classify(SimClassifyArgs),
+    /// Connect every pair of the 23 distinguishable NAT configurations through the real
+    /// negotiator and compare each outcome with the oracle.
+    Matrix(SimMatrixArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SimMatrixArgs {
+    /// Packet loss on each NAT's uplink, each way (0.1 = 10 %).
+    #[arg(long, default_value_t = 0.0)]
+    pub loss: f64,
+    /// The seed (each pair derives its own from it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print JSON: one object per pair with a, b, connected, strategy, virtual_ms, expected.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,10 @@
 //!
 //! ```toml
 //! stun = ["198.51.100.1:3478", "stun.example.net"]   # IP, IP:PORT, [IPv6]:PORT or HOST[:PORT]
+//! names = ["198.51.100.2:5300"]                        # name servers (port 5300 by default)
+//!
+//! [rest]
+//! token = "…"   # optional: `p2pd daemon` then requires `Authorization: Bearer …`
 //! ```
 //!
 //! Precedence per list: `--stun` flags replace the file's list; the file's list replaces
@@ -39,6 +43,21 @@ pub struct Config {
     /// TURN servers for a node's relay strategy, `USER:PASS@HOST:PORT`.
     #[serde(default)]
     pub turn: Option<Vec<String>>,
+    /// Name servers (`p2pd name`); there are no built-in ones.
+    #[serde(default)]
+    pub names: Option<Vec<String>>,
+    /// The REST API (`p2pd daemon`).
+    #[serde(default)]
+    pub rest: Option<RestConfig>,
+}
+
+/// The `[rest]` section.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestConfig {
+    /// When set, every REST request must carry `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// Why the configuration cannot be used.
@@ -86,11 +105,62 @@ pub enum ConfigError {
 
 /// The default config file path, if a home directory is known.
 pub fn default_path() -> Option<PathBuf> {
-    let home = std::env::var_os("P2PD_HOME")
+    Some(home_dir(None)?.join("config.toml"))
+}
+
+/// The p2pd home directory (identity key, config, state): `explicit` (`--home DIR`), else
+/// `P2PD_HOME`, else `$XDG_CONFIG_HOME/p2pd`, else `$HOME/.config/p2pd`.
+pub fn home_dir(explicit: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = explicit {
+        return Some(p.to_path_buf());
+    }
+    std::env::var_os("P2PD_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("XDG_CONFIG_HOME").map(|d| PathBuf::from(d).join("p2pd")))
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/p2pd")))?;
-    Some(home.join("config.toml"))
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/p2pd")))
+}
+
+/// The name servers to use: `flags` if any, else the file's `names` list (port 5300 by
+/// default), else none (the caller says how to give one).
+pub fn name_servers(
+    flags: &[SocketAddr],
+    config: &Config,
+    file: Option<&Path>,
+) -> Result<Vec<SocketAddr>, ConfigError> {
+    if !flags.is_empty() {
+        return Ok(flags.to_vec());
+    }
+    let (Some(list), Some(path)) = (&config.names, file) else {
+        return Ok(vec![]);
+    };
+    let mut out = Vec::new();
+    for entry in list {
+        let with_port = if entry.parse::<SocketAddr>().is_ok()
+            || entry.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.ends_with(':') && p.parse::<u16>().is_ok() && !h.contains(':')
+            }) {
+            entry.clone()
+        } else if let Ok(ip) = entry
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            SocketAddr::new(ip, p2pd_core::names::NAME_PORT).to_string()
+        } else {
+            format!("{entry}:{}", p2pd_core::names::NAME_PORT)
+        };
+        let addrs = resolve(&with_port).map_err(|problem| ConfigError::Server {
+            entry: entry.clone(),
+            origin: format!("from {}", path.display()),
+            problem,
+        })?;
+        for a in addrs {
+            if !out.contains(&a) {
+                out.push(a);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Loads `explicit` (which must exist) or the default path (which may be absent).
@@ -278,6 +348,26 @@ mod tests {
         assert!(
             msg.contains("'not a server!'") && msg.contains("/x.toml"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn name_servers_default_to_port_5300() {
+        let file: Config =
+            toml::from_str(r#"names = ["192.0.2.1", "192.0.2.2:9", "[2001:db8::1]"]"#).unwrap();
+        let got = name_servers(&[], &file, Some(Path::new("/c.toml"))).unwrap();
+        assert_eq!(
+            got,
+            [
+                "192.0.2.1:5300".parse::<SocketAddr>().unwrap(),
+                "192.0.2.2:9".parse().unwrap(),
+                "[2001:db8::1]:5300".parse().unwrap()
+            ]
+        );
+        assert!(
+            name_servers(&[], &Config::default(), None)
+                .unwrap()
+                .is_empty()
         );
     }
 

@@ -59,7 +59,7 @@ struct IfsReport {
 }
 
 #[derive(Debug, Serialize)]
-struct InterfaceReport {
+pub(crate) struct InterfaceReport {
     #[serde(flatten)]
     interface: Interface,
     routes: Vec<Route>,
@@ -75,7 +75,7 @@ struct NatEntry {
 }
 
 impl InterfaceReport {
-    fn new(r: InterfaceRoutes) -> Self {
+    pub(crate) fn new(r: InterfaceRoutes) -> Self {
         InterfaceReport {
             interface: r.interface,
             routes: r.routes,

@@ -3,10 +3,13 @@
 mod cli;
 mod config;
 mod ifs_cmd;
+mod name_cmd;
+mod name_store;
 mod nat_cmd;
 mod node_cmd;
 mod output;
 mod portmap_cmd;
+mod rest;
 mod sim_cmd;
 mod stun_cmd;
 mod turn_cmd;
@@ -17,6 +20,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
+    init_logs(cli.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -36,7 +40,11 @@ fn main() -> ExitCode {
             cli::Command::Ifs(args) => ifs_cmd::run(args).await,
             cli::Command::TurnServer(args) => turn_cmd::server(args).await,
             cli::Command::Portmap(cmd) => portmap_cmd::run(cmd).await,
+            cli::Command::NameServer(args) => name_cmd::server(args).await,
+            cli::Command::Name(cmd) => name_cmd::run_cmd(cmd).await,
             cli::Command::Sim(cli::SimCommand::Classify(args)) => sim_cmd::classify_all(args),
+            cli::Command::Sim(cli::SimCommand::Matrix(args)) => sim_cmd::matrix(args),
+            cli::Command::Daemon(args) => rest::run(args).await,
             cli::Command::Listen(args) => node_cmd::listen(args).await,
             cli::Command::Connect(args) => node_cmd::connect(args).await,
         }
@@ -49,4 +57,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr through `tracing`: warnings only by default, more with each `-v`;
+/// `RUST_LOG` (e.g. `p2pd=debug`) overrides.
+fn init_logs(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }

@@ -1,18 +1,20 @@
 //! `p2pd portmap add|remove|list`: ask the gateway for a port mapping with PCP
-//! (RFC 6887) or NAT-PMP (RFC 6886), delete it, and list what this host mapped.
+//! (RFC 6887), NAT-PMP (RFC 6886) or UPnP IGD — or, for an IPv6 address, a UPnP IPv6
+//! pinhole — delete it, and list what this host mapped.
 //!
 //! `list` reads `portmap.json` in the p2pd home directory, which `add` and `remove`
 //! maintain; it shows what this host asked for, not what the gateway still holds.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::{Args, Subcommand, ValueEnum};
 use p2pd_core::portmap::client::{Mapping, PortMapEvent, Via};
 use p2pd_core::portmap::natpmp::MapProtocol;
+use p2pd_core::portmap::upnp::client::Existing;
 use p2pd_tokio::Tokio;
-use p2pd_tokio::portmap::{MapWanted, PortMapper, default_gateway};
+use p2pd_tokio::portmap::{DEFAULT_ORDER, MapWanted, PortMapper, default_gateway};
 use serde::{Deserialize, Serialize};
 
 use crate::output;
@@ -53,12 +55,20 @@ pub struct AddArgs {
     /// Requested lease in seconds.
     #[arg(long, default_value_t = 7200)]
     pub lease: u32,
-    /// Use only this protocol (default: PCP, then NAT-PMP).
+    /// Use only this protocol (default: PCP, then NAT-PMP, then UPnP).
     #[arg(long, value_enum)]
     pub via: Option<ViaArg>,
     /// The gateway (default: the default IPv4 route's gateway).
     #[arg(long)]
     pub gateway: Option<IpAddr>,
+    /// The host address to open PORT on (default: the address that routes to the
+    /// gateway). An IPv6 address gets a UPnP IPv6 pinhole (WANIPv6FirewallControl).
+    #[arg(long)]
+    pub local: Option<IpAddr>,
+    /// Open an IPv6 pinhole to this host's global IPv6 address (the source of its IPv6
+    /// default route) with UPnP, instead of an IPv4 port mapping.
+    #[arg(long, conflicts_with = "local")]
+    pub ipv6: bool,
     /// Stay running, renew at half the lease (a JSON line per renewal with --json), and
     /// delete the mapping after --for seconds (or never).
     #[arg(long)]
@@ -100,6 +110,12 @@ pub struct Entry {
     pub lease_s: u64,
     pub expires_unix: u64,
     pub nonce: String,
+    /// The host address the mapping points at (IPv6 for a pinhole).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<IpAddr>,
+    /// A UPnP IPv6 pinhole's `UniqueID`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pinhole_id: Option<u16>,
 }
 
 fn state_path() -> Option<PathBuf> {
@@ -146,7 +162,13 @@ fn map_proto(p: Proto) -> MapProtocol {
     }
 }
 
-fn entry(port: u16, protocol: Proto, gateway: IpAddr, m: &Mapping, nonce: &[u8]) -> Entry {
+struct Made {
+    gateway: IpAddr,
+    local: Option<IpAddr>,
+    pinhole_id: Option<u16>,
+}
+
+fn entry(port: u16, protocol: Proto, made: &Made, m: &Mapping, nonce: &[u8]) -> Entry {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -154,11 +176,17 @@ fn entry(port: u16, protocol: Proto, gateway: IpAddr, m: &Mapping, nonce: &[u8])
         port,
         protocol,
         via: m.protocol_used.name().to_string(),
-        gateway,
+        gateway: made.gateway,
         external: m.external,
         lease_s: m.lease.as_secs(),
         expires_unix: (now + m.lease).as_secs(),
-        nonce: hex(nonce),
+        nonce: if m.protocol_used == Via::Pcp {
+            hex(nonce)
+        } else {
+            String::new()
+        },
+        local: made.local,
+        pinhole_id: made.pinhole_id,
     }
 }
 
@@ -203,30 +231,41 @@ pub async fn run(cmd: PortmapCommand) -> Result<()> {
 
 async fn add(a: AddArgs) -> Result<()> {
     let order = match a.via {
-        None => vec![Via::Pcp, Via::NatPmp],
+        None => DEFAULT_ORDER.to_vec(),
         Some(ViaArg::Pcp) => vec![Via::Pcp],
         Some(ViaArg::Natpmp) => vec![Via::NatPmp],
-        Some(ViaArg::Upnp) => {
-            return Err("UPnP IGD is not implemented yet; use --via pcp or --via natpmp".into());
-        }
+        Some(ViaArg::Upnp) => vec![Via::Upnp],
     };
+    let local = if a.ipv6 {
+        Some(global_ipv6()?)
+    } else {
+        a.local
+    };
+    if local.is_some_and(|l| l.is_ipv6()) && a.via.is_some_and(|v| !matches!(v, ViaArg::Upnp)) {
+        return Err("an IPv6 pinhole needs UPnP: use --via upnp (or leave --via out)".into());
+    }
     let gateway = match a.gateway {
         Some(g) => g,
-        None => IpAddr::V4(default_gateway()?),
+        None => match default_gateway() {
+            Ok(g) => IpAddr::V4(g),
+            // An IPv6 pinhole only needs the multicast search.
+            Err(_) if local.is_some_and(|l| l.is_ipv6()) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            Err(e) => return Err(e.into()),
+        },
     };
     let mut rng = p2pd_tokio::rng::os_rng()?;
     let rt = Tokio;
-    let want = MapWanted {
-        gateway,
-        protocol: map_proto(a.protocol),
-        internal_port: a.port,
-        lease: a.lease,
-        order,
-        nonce: None,
-    };
+    let mut want = MapWanted::new(gateway, map_proto(a.protocol), a.port, a.lease);
+    want.order = order;
+    want.local = local;
     let (mut mapper, m) = PortMapper::map(&rt, want, &mut rng).await?;
     let nonce = mapper.nonce();
-    let e = entry(a.port, a.protocol, gateway, &m, &nonce);
+    let made = Made {
+        gateway,
+        local,
+        pinhole_id: mapper.pinhole_id(),
+    };
+    let e = entry(a.port, a.protocol, &made, &m, &nonce);
     record(&e)?;
     print(&e, a.json, "mapped")?;
     if !a.keep {
@@ -239,7 +278,8 @@ async fn add(a: AddArgs) -> Result<()> {
         tokio::select! {
             ev = mapper.next_event(&rt, until) => match ev? {
                 Some(PortMapEvent::Mapped(m)) => {
-                    let e = entry(a.port, a.protocol, gateway, &m, &nonce);
+                    let made = Made { gateway, local, pinhole_id: mapper.pinhole_id() };
+                    let e = entry(a.port, a.protocol, &made, &m, &nonce);
                     record(&e)?;
                     print(&e, a.json, "renewed")?;
                 }
@@ -260,6 +300,16 @@ async fn add(a: AddArgs) -> Result<()> {
     Ok(())
 }
 
+/// This host's global IPv6 address: the source the kernel picks for the IPv6 default
+/// route (a connected UDP socket; nothing is sent).
+fn global_ipv6() -> Result<IpAddr> {
+    let probe = SocketAddr::from((Ipv6Addr::new(0x2001, 0xdb8, 0xffff, 0, 0, 0, 0, 1), 9));
+    let s = std::net::UdpSocket::bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0)))?;
+    s.connect(probe)
+        .map_err(|e| format!("no IPv6 default route ({e}); pass --local IPV6"))?;
+    Ok(s.local_addr()?.ip())
+}
+
 fn forget(port: u16, protocol: Proto) -> Result<()> {
     let mut all = load();
     all.retain(|x| !(x.port == port && x.protocol == protocol));
@@ -278,26 +328,36 @@ async fn remove(r: RemoveArgs) -> Result<()> {
         )
         .into());
     };
-    let via = if e.via == "pcp" {
-        Via::Pcp
-    } else {
-        Via::NatPmp
+    let via = match e.via.as_str() {
+        "pcp" => Via::Pcp,
+        "upnp" => Via::Upnp,
+        _ => Via::NatPmp,
     };
     let nonce = unhex12(&e.nonce);
     let mut rng = p2pd_tokio::rng::os_rng()?;
     let rt = Tokio;
-    // Re-assert the mapping with the stored nonce (refresh, RFC 6887 §11.2.1), then delete.
-    let want = MapWanted {
-        gateway: e.gateway,
-        protocol: map_proto(e.protocol),
-        internal_port: e.port,
-        lease: 1,
-        order: vec![via],
-        nonce,
-    };
-    let confirmed = match PortMapper::map(&rt, want, &mut rng).await {
-        Ok((mapper, _)) => mapper.remove(&rt).await?,
-        Err(err) => return Err(format!("cannot reach the gateway to delete: {err}").into()),
+    // PCP/NAT-PMP: re-assert the mapping with the stored nonce (refresh, RFC 6887
+    // §11.2.1), then delete. UPnP: find the gateway again and delete by external port or
+    // pinhole id.
+    let mut want = MapWanted::new(e.gateway, map_proto(e.protocol), e.port, 1);
+    want.order = vec![via];
+    want.nonce = nonce;
+    want.local = e.local;
+    let confirmed = if via == Via::Upnp {
+        let existing = match e.pinhole_id {
+            Some(id) => Existing::Pinhole { id },
+            None => Existing::PortMapping {
+                external_port: e.external.port(),
+            },
+        };
+        PortMapper::delete_upnp(&rt, &want, existing)
+            .await
+            .map_err(|err| format!("cannot delete via UPnP: {err}"))?
+    } else {
+        match PortMapper::map(&rt, want, &mut rng).await {
+            Ok((mapper, _)) => mapper.remove(&rt).await?,
+            Err(err) => return Err(format!("cannot reach the gateway to delete: {err}").into()),
+        }
     };
     forget(r.port, r.protocol)?;
     if r.json {

@@ -6,7 +6,7 @@ use p2pd_sim::LinkConfig;
 use p2pd_sim::classify::{NatCase, Score, classify};
 use serde::Serialize;
 
-use crate::cli::SimClassifyArgs;
+use crate::cli::{SimClassifyArgs, SimMatrixArgs};
 use crate::output;
 
 type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
@@ -137,5 +137,90 @@ pub fn classify_all(args: SimClassifyArgs) -> Result<()> {
             }
         ))?;
     }
+    Ok(())
+}
+
+/// One pair's line of `p2pd sim matrix --json`.
+#[derive(Debug, Serialize)]
+struct MatrixRow {
+    a: Config,
+    b: Config,
+    connected: bool,
+    strategy: Option<&'static str>,
+    virtual_ms: Option<u64>,
+    expected: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct Config {
+    nat_type: &'static str,
+    delta: &'static str,
+}
+
+impl Config {
+    fn of(c: &NatCase) -> Self {
+        let (nat, d) = c.observable();
+        Config {
+            nat_type: nat.name(),
+            delta: d.map_or("-", |(k, _)| k.name()),
+        }
+    }
+}
+
+pub fn matrix(args: SimMatrixArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&args.loss) {
+        return Err(format!("--loss {} must be at least 0 and below 1", args.loss).into());
+    }
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let started = std::time::Instant::now();
+    let results = p2pd_sim::matrix::run_matrix(args.seed, args.loss, threads)?;
+    let wall = started.elapsed();
+    let rows: Vec<MatrixRow> = results
+        .iter()
+        .map(|r| MatrixRow {
+            a: Config::of(&r.a),
+            b: Config::of(&r.b),
+            connected: r.connected,
+            strategy: r.strategy.map(|s| s.name()),
+            virtual_ms: r.virtual_ms,
+            expected: r.expected.map(|s| s.name()),
+            error: r.error.clone(),
+        })
+        .collect();
+    if args.json {
+        output::line(serde_json::to_string_pretty(&rows)?)?;
+        return Ok(());
+    }
+    output::line(format!(
+        "{:<22} {:<11} {:<22} {:<11} {:<9} {:<10} {:<10} {:>8}",
+        "a", "a_delta", "b", "b_delta", "connected", "strategy", "expected", "virt_ms"
+    ))?;
+    for r in &rows {
+        output::line(format!(
+            "{:<22} {:<11} {:<22} {:<11} {:<9} {:<10} {:<10} {:>8}{}",
+            r.a.nat_type,
+            r.a.delta,
+            r.b.nat_type,
+            r.b.delta,
+            r.connected,
+            r.strategy.unwrap_or("-"),
+            r.expected.unwrap_or("-"),
+            r.virtual_ms.map_or("-".into(), |v| v.to_string()),
+            r.error
+                .as_ref()
+                .map_or(String::new(), |e| format!("  ({e})")),
+        ))?;
+    }
+    let ok = rows
+        .iter()
+        .filter(|r| r.connected && r.strategy == r.expected)
+        .count();
+    output::line(format!(
+        "{ok}/{} pairs connected with the expected strategy; {:.1} s wall on {threads} threads",
+        rows.len(),
+        wall.as_secs_f64()
+    ))?;
     Ok(())
 }

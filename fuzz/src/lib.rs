@@ -7,6 +7,7 @@
 
 mod addr;
 mod mqtt;
+mod names;
 mod nat;
 mod negotiate;
 mod portmap;
@@ -17,3 +18,4 @@ mod stun;
 mod turn;
 mod turn_client;
 mod turn_server;
+mod upnp;

@@ -346,6 +346,33 @@ pub(crate) const MINIUPNPD_SKELETON: &str = "table inet filter {
 }
 ";
 
+/// [`MINIUPNPD_SKELETON`] plus an IPv6 firewall after miniupnpd's chain: inbound IPv6
+/// from `wan0` passes only when established or when a miniupnpd pinhole accepted it.
+pub(crate) const MINIUPNPD_SKELETON_IPV6_FIREWALL: &str = "table inet filter {
+  chain forward {
+    type filter hook forward priority filter; policy accept;
+    jump miniupnpd
+    iifname \"wan0\" meta nfproto ipv6 ct state established,related accept
+    iifname \"wan0\" meta nfproto ipv6 meta l4proto ipv6-icmp accept
+    iifname \"wan0\" meta nfproto ipv6 drop
+  }
+  chain miniupnpd {
+  }
+  chain prerouting {
+    type nat hook prerouting priority dstnat; policy accept;
+    jump prerouting_miniupnpd
+  }
+  chain postrouting {
+    type nat hook postrouting priority srcnat; policy accept;
+    jump postrouting_miniupnpd
+  }
+  chain prerouting_miniupnpd {
+  }
+  chain postrouting_miniupnpd {
+  }
+}
+";
+
 #[cfg(test)]
 mod tests {
     use super::*;

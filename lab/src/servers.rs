@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::error::{LabError, Result};
 use crate::netns::{Netns, Proto};
 use crate::process::BgProcess;
-use crate::router::{MINIUPNPD_SKELETON, RouterKind};
+use crate::router::{MINIUPNPD_SKELETON, MINIUPNPD_SKELETON_IPV6_FIREWALL, RouterKind};
 use crate::topology::{Lab, SERVER_IP1, SERVER_IP2, SERVER_IP6_1, SERVER_IP6_2, lock};
 
 /// STUN/TURN port (RFC 5780 primary).
@@ -237,6 +237,20 @@ impl Lab {
     /// against coturn finds the address reachable. The check runs while the router
     /// is a plain home router; the router's kind is restored afterwards.
     pub fn start_miniupnpd(&self, i: usize) -> Result<BgProcess> {
+        self.start_miniupnpd_with(i, false)
+    }
+
+    /// Like [`Lab::start_miniupnpd`], with miniupnpd's IPv6 side on: IGD over IPv6 on
+    /// the router's LAN IPv6 address and IPv6 pinholes (WANIPv6FirewallControl). The
+    /// router then firewalls inbound IPv6 in miniupnpd's own forward chain (established
+    /// flows and pinholes pass, everything else new from `wan0` is dropped), so use a
+    /// router of kind [`RouterKind::Open`] in a lab with IPv6 (its IPv6 is otherwise
+    /// dropped in the lab's own table, where miniupnpd's pinholes cannot reach).
+    pub fn start_miniupnpd_ipv6(&self, i: usize) -> Result<BgProcess> {
+        self.start_miniupnpd_with(i, true)
+    }
+
+    fn start_miniupnpd_with(&self, i: usize, ipv6: bool) -> Result<BgProcess> {
         if let Some(p) = lock(&self.services).miniupnpd.get(&i) {
             return Ok(p.clone());
         }
@@ -250,9 +264,21 @@ impl Lab {
             )));
         }
         self.start_coturn()?;
+        let lan6 =
+            if ipv6 {
+                Some(r.lan_gateway6().ok_or_else(|| {
+                    LabError::Invalid(format!("router {i} has no IPv6 LAN address"))
+                })?)
+            } else {
+                None
+            };
         if !lock(&self.services).skeleton.contains(&i) {
-            r.ns()
-                .nft(MINIUPNPD_SKELETON, "create miniupnpd's nft chains")?;
+            let skeleton = if ipv6 {
+                MINIUPNPD_SKELETON_IPV6_FIREWALL
+            } else {
+                MINIUPNPD_SKELETON
+            };
+            r.ns().nft(skeleton, "create miniupnpd's nft chains")?;
             lock(&self.services).skeleton.push(i);
         }
         let kind = r.kind();
@@ -265,11 +291,18 @@ impl Lab {
         let conf = format!(
             "# miniupnpd 2.3.1 (nftables backend) in router {i}\n\
              ext_ifname=wan0\nlistening_ip=lan0\nhttp_port={UPNP_HTTP_PORT}\n\
-             enable_upnp=yes\nenable_natpmp=yes\nsecure_mode=yes\nipv6_disable=yes\nsystem_uptime=yes\n\
+             enable_upnp=yes\nenable_natpmp=yes\nsecure_mode=yes\n{}system_uptime=yes\n\
              uuid={}\nlease_file={}\n\
              # the WAN address is a documentation address; STUN proves it reachable\n\
              ext_perform_stun=yes\next_stun_host={SERVER_IP1}\next_stun_port={STUN_PORT}\n\
              allow 1024-65535 {net}/24 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n",
+            match lan6 {
+                // miniupnpd binds SSDP and HTTP to ipv6_listening_ip when set, which
+                // keeps multicast M-SEARCH and IPv4 HTTP out; without it, it listens on
+                // lan0's addresses (and advertises the global one).
+                Some(_) => String::new(),
+                None => "ipv6_disable=yes\n".into(),
+            },
             uuid.trim(),
             self.state_dir().join(format!("upnp{i}.leases")).display()
         );

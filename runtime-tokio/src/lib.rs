@@ -14,8 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 pub use p2pd_runtime::{
-    AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime, interfaces, nat, net, portmap, rng,
-    routes, socket_set, stun, task, timer, turn, turn_server,
+    AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime, interfaces, names, nat, net,
+    portmap, rng, routes, socket_set, stun, task, timer, turn, turn_server,
 };
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 

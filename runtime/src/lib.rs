@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod home;
 pub mod interfaces;
 pub mod mqtt;
+pub mod names;
 pub mod nat;
 pub mod net;
 pub mod node;
@@ -27,5 +28,6 @@ pub mod task;
 pub mod timer;
 pub mod turn;
 pub mod turn_server;
+pub mod upnp;
 
 pub use runtime::{AsyncTcpListener, AsyncTcpStream, AsyncUdpSocket, Runtime};

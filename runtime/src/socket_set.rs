@@ -42,6 +42,16 @@ impl<S: AsyncUdpSocket> SocketSet<S> {
         }
     }
 
+    /// Like [`new`](Self::new), keeping datagrams of up to `max_datagram` bytes (for
+    /// protocols with larger messages than STUN's, such as names).
+    pub fn with_max_datagram(sockets: Vec<(SocketAddr, S)>, max_datagram: usize) -> Self {
+        SocketSet {
+            sockets,
+            next: 0,
+            buf: vec![0u8; max_datagram.max(1)],
+        }
+    }
+
     /// The local addresses, in the order given.
     pub fn local_addresses(&self) -> Vec<SocketAddr> {
         self.sockets.iter().map(|(a, _)| *a).collect()
@@ -102,7 +112,7 @@ impl<S: AsyncUdpSocket> SocketSet<S> {
             Poll::Pending
         })
         .await?;
-        Ok((from, sockets[i].0, &buf[..n.min(MAX_DATAGRAM)]))
+        Ok((from, sockets[i].0, &buf[..n.min(buf.len())]))
     }
 }
 

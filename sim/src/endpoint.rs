@@ -8,12 +8,16 @@ use std::time::Instant;
 use p2pd_core::stun::{ServerConfig, ServerConfigError, StunServer};
 use p2pd_core::{Transmit, Transport};
 
-/// One UDP datagram in flight, owned by the simulator.
+/// One packet in flight, owned by the simulator: a UDP datagram or a TCP segment (of the
+/// simulator's TCP model, [`crate::tcp`]).
 ///
 /// Unlike core's borrowed [`Transmit`], a datagram outlives the machine that sent it: it sits
 /// in the event queue for the link's latency.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Datagram {
+    /// UDP, or a TCP segment. NATs keep separate tables per transport; a UDP-blocking
+    /// router passes TCP.
+    pub transport: Transport,
     /// Where it comes from (after any translation on the way).
     pub source: SocketAddr,
     /// Where it goes (after any translation on the way).
@@ -23,17 +27,26 @@ pub struct Datagram {
 }
 
 impl Datagram {
-    /// A datagram from `source` to `destination` carrying `contents`.
+    /// A UDP datagram from `source` to `destination` carrying `contents`.
     pub fn new(source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) -> Self {
         Datagram {
+            transport: Transport::Udp,
             source,
             destination,
             contents,
         }
     }
 
-    /// Copies a UDP [`Transmit`] into a datagram; `None` for TCP, which the simulator does not
-    /// carry.
+    /// A TCP segment (the simulator's TCP model) from `source` to `destination`.
+    pub fn tcp(source: SocketAddr, destination: SocketAddr, contents: Vec<u8>) -> Self {
+        Datagram {
+            transport: Transport::Tcp,
+            ..Datagram::new(source, destination, contents)
+        }
+    }
+
+    /// Copies a UDP [`Transmit`] into a datagram; `None` for TCP: core's TCP transmits are
+    /// bytes on a stream, which [`crate::tcp::TcpStack`] carries.
     pub fn from_transmit(t: &Transmit<'_>) -> Option<Self> {
         match t.transport {
             Transport::Udp => Some(Datagram::new(t.source, t.destination, t.contents.to_vec())),
@@ -59,6 +72,18 @@ pub trait Endpoint {
         bytes: &[u8],
     );
 
+    /// A TCP segment from `source` arrived on the host's `destination` address. Hosts
+    /// without a TCP stack drop it.
+    fn handle_tcp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) {
+        let _ = (now, source, destination, bytes);
+    }
+
     /// The next datagram to send, if any.
     fn poll_transmit(&mut self) -> Option<Datagram>;
 
@@ -78,6 +103,16 @@ impl<E: Endpoint + ?Sized> Endpoint for Box<E> {
         bytes: &[u8],
     ) {
         (**self).handle_input(now, source, destination, bytes);
+    }
+
+    fn handle_tcp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        bytes: &[u8],
+    ) {
+        (**self).handle_tcp(now, source, destination, bytes);
     }
 
     fn poll_transmit(&mut self) -> Option<Datagram> {

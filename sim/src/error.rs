@@ -44,6 +44,12 @@ pub enum SimError {
     /// The TURN server configuration is unusable.
     #[error(transparent)]
     TurnConfig(#[from] p2pd_core::turn::TurnConfigError),
+    /// A scenario could not be set up.
+    #[error("scenario: {0}")]
+    Config(String),
+    /// A node address the simulator built was invalid.
+    #[error("node address: {0}")]
+    NodeAddr(#[from] p2pd_core::addr::AddrError),
     /// A classifier scenario could not start.
     #[error("classifier: {0}")]
     Classifier(#[from] p2pd_core::nat::ClassifyError),

@@ -63,10 +63,13 @@ mod event;
 mod host;
 mod link;
 mod machine;
+pub mod matrix;
 mod nat;
 mod network;
+pub mod node;
 mod stats;
 mod stream;
+pub mod tcp;
 mod trace;
 mod turn;
 

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
+use p2pd_core::Transport;
 use p2pd_core::rng::Rng;
 use p2pd_core::stun::{ServerConfig, StunServer};
 
@@ -109,6 +110,9 @@ struct Router {
     lan_prefix: Ipv4Addr,
     next_lan: u8,
     nat: Nat,
+    /// TCP flows get their own table, with the same behaviour (Linux conntrack keeps
+    /// protocols apart too).
+    nat_tcp: Nat,
 }
 
 /// A simulated network in virtual time.
@@ -122,6 +126,8 @@ pub struct Network {
     base: Instant,
     now: Duration,
     rng: Rng,
+    /// The seed, for components added after the fact that must not shift `rng`'s draws.
+    seed: u64,
     queue: EventQueue,
     links: Vec<Link>,
     routers: Vec<Router>,
@@ -141,6 +147,7 @@ impl Network {
             base: Instant::now(),
             now: Duration::ZERO,
             rng: Rng::seed_from_u64(seed),
+            seed,
             queue: EventQueue::default(),
             links: Vec::new(),
             routers: Vec::new(),
@@ -202,6 +209,10 @@ impl Network {
         };
         let uplink = self.add_link(config.link);
         let nat = Nat::new(self.rng.fork());
+        // Seeded apart from `rng`, so adding TCP shifted no existing UDP draw.
+        let nat_tcp = Nat::new(Rng::seed_from_u64(
+            self.seed ^ 0x7c9_0000_0000 ^ u64::from(id.0),
+        ));
         self.routers.push(Router {
             config,
             public_ip,
@@ -210,6 +221,7 @@ impl Network {
             lan_prefix,
             next_lan: 2,
             nat,
+            nat_tcp,
         });
         Ok(id)
     }
@@ -517,7 +529,8 @@ impl Network {
         let now = self.now;
         let router = &mut self.routers[r.index()];
         let cfg = &router.config;
-        if cfg.block_udp {
+        let tcp = d.transport == Transport::Tcp;
+        if cfg.block_udp && !tcp {
             return self.drop(DropReason::BlockedUdp, &d);
         }
         if let Some(&t) = router.lan.get(&d.destination.ip()) {
@@ -530,10 +543,12 @@ impl Network {
         let external = public.unwrap_or(d.source.ip());
         let hairpin = cfg.translate && public == Some(d.destination.ip());
         let (hairpinning, uplink, parent) = (cfg.hairpinning, router.uplink, cfg.parent);
-        let source = match router
-            .nat
-            .outbound(cfg, now, external, d.source, d.destination)
-        {
+        let table = if tcp {
+            &mut router.nat_tcp
+        } else {
+            &mut router.nat
+        };
+        let source = match table.outbound(cfg, now, external, d.source, d.destination) {
             Ok(s) => s,
             Err(why) => return self.drop(why, &d),
         };
@@ -556,13 +571,19 @@ impl Network {
         let now = self.now;
         let router = &mut self.routers[r.index()];
         let cfg = &router.config;
-        if cfg.block_udp {
+        let tcp = d.transport == Transport::Tcp;
+        if cfg.block_udp && !tcp {
             return self.drop(DropReason::BlockedUdp, &d);
         }
         if cfg.translate && router.public_ip.map(IpAddr::V4) != Some(d.destination.ip()) {
             return self.drop(DropReason::NoRoute, &d);
         }
-        let inside = match router.nat.inbound(cfg, now, d.source, d.destination) {
+        let table = if tcp {
+            &mut router.nat_tcp
+        } else {
+            &mut router.nat
+        };
+        let inside = match table.inbound(cfg, now, d.source, d.destination) {
             Ok(a) => a,
             Err(why) => return self.drop(why, &d),
         };
@@ -639,8 +660,9 @@ impl Network {
         }
         self.stats.delivered += 1;
         self.record(TraceKind::Delivered(host), &d);
-        self.service(host, |app, now| {
-            app.handle_input(now, d.source, d.destination, &d.contents);
+        self.service(host, |app, now| match d.transport {
+            Transport::Udp => app.handle_input(now, d.source, d.destination, &d.contents),
+            Transport::Tcp => app.handle_tcp(now, d.source, d.destination, &d.contents),
         });
     }
 

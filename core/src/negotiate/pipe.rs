@@ -73,6 +73,9 @@ pub struct DatagramPipe {
     relay_failed: bool,
     /// Openers still to send, and when the next is due (see [`OPENER`]).
     opener: Option<(u32, Instant)>,
+    /// Other local sockets the path may move to while the handshake runs (see
+    /// [`handle_udp`](Self::handle_udp)).
+    roam: Vec<SocketAddr>,
 }
 
 /// What the side without an allocation sends to the peer's relayed address until the peer
@@ -95,7 +98,23 @@ impl DatagramPipe {
             events: VecDeque::new(),
             relay_failed: false,
             opener: None,
+            roam: Vec::new(),
         }
+    }
+
+    /// Lets the path move to any of `sockets` (see [`handle_udp`](Self::handle_udp)).
+    pub(crate) fn set_roaming(&mut self, sockets: Vec<SocketAddr>) {
+        self.roam = sockets;
+    }
+
+    /// Fixes the path where it is.
+    pub(crate) fn stop_roaming(&mut self) {
+        self.roam.clear();
+    }
+
+    /// Whether a datagram to `local` belongs to this pipe.
+    pub fn accepts(&self, local: SocketAddr) -> bool {
+        self.sockets().contains(&local) || self.roam.contains(&local)
     }
 
     /// Sends [`OPENER`]s to the remote until it answers (see there).
@@ -193,10 +212,17 @@ impl DatagramPipe {
         bytes: &[u8],
     ) {
         match &mut self.path {
+            // The path follows the peer's valid packets within its IP: a NAT that
+            // rebinds the peer's port, or — while punching — the other end settling on
+            // another of the mappings that worked (a birthday punch can hit several),
+            // must not strand the stream.
             Path::Udp { local, remote } => {
-                if source == *remote && destination == *local {
+                let ours = destination == *local || self.roam.contains(&destination);
+                if ours && source.ip() == remote.ip() && self.conn.handle_input(now, bytes).is_ok()
+                {
                     self.opener = None;
-                    let _ = self.conn.handle_input(now, bytes);
+                    *local = destination;
+                    *remote = source;
                 }
             }
             Path::Relay { turn, .. } => turn.handle_input(now, source, destination, bytes),

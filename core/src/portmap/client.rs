@@ -28,6 +28,8 @@ pub enum Via {
     Pcp,
     /// NAT-PMP, RFC 6886.
     NatPmp,
+    /// UPnP IGD (driven by [`super::upnp::client::UpnpClient`], not by this machine).
+    Upnp,
 }
 
 impl Via {
@@ -36,6 +38,7 @@ impl Via {
         match self {
             Via::Pcp => "pcp",
             Via::NatPmp => "natpmp",
+            Via::Upnp => "upnp",
         }
     }
 }
@@ -120,6 +123,9 @@ pub enum PortMapError {
         "no port-mapping answer from {0}:5351 (tried {1}); check the gateway address or that the router runs NAT-PMP/PCP"
     )]
     NoAnswer(IpAddr, String),
+    /// UPnP IGD failed.
+    #[error(transparent)]
+    Upnp(#[from] super::upnp::client::UpnpError),
 }
 
 /// What the client reports.
@@ -192,6 +198,8 @@ impl PortMapClient {
             sending: Vec::new(),
             events: VecDeque::new(),
         };
+        // UPnP runs in its own machine; this one speaks PCP and NAT-PMP only.
+        c.config.order.retain(|v| *v != Via::Upnp);
         if c.config.order.is_empty() {
             c.config.order = vec![Via::Pcp, Via::NatPmp];
         }
@@ -268,7 +276,7 @@ impl PortMapClient {
                     self.out.push_back(buf);
                 }
             }
-            Via::NatPmp => {
+            Via::NatPmp | Via::Upnp => {
                 if lifetime != 0 {
                     let mut buf = vec![0u8; natpmp::EXTERNAL_ADDRESS_REQUEST_LEN];
                     if natpmp::emit_external_address_request(&mut buf).is_some() {
@@ -422,7 +430,7 @@ impl PortMapClient {
         let via = self.via();
         match via {
             Via::Pcp => self.on_pcp(now, bytes),
-            Via::NatPmp => self.on_natpmp(now, bytes),
+            Via::NatPmp | Via::Upnp => self.on_natpmp(now, bytes),
         }
     }
 

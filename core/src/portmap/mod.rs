@@ -1,4 +1,5 @@
-//! Port mapping on the local gateway: NAT-PMP (RFC 6886) and PCP (RFC 6887, MAP opcode).
+//! Port mapping on the local gateway: NAT-PMP (RFC 6886), PCP (RFC 6887, MAP opcode) and
+//! UPnP IGD (port mappings and IPv6 pinholes, [`upnp`]).
 //!
 //! The codecs live in core (not in the runtime or the daemon) because they are pure byte
 //! layouts with no I/O: keeping them sans-IO lets the same parser be unit-tested against
@@ -9,3 +10,4 @@
 pub mod client;
 pub mod natpmp;
 pub mod pcp;
+pub mod upnp;
