@@ -342,6 +342,19 @@ fn one_lan_takes_the_local_path() {
 }
 
 #[test]
+fn multihomed_node_uses_the_shared_lan() {
+    p2pd_lab::require!();
+    // Host 0 has eth0 behind router 0 and eth1 on router 1's LAN, where host 1 is: its
+    // address lists both interfaces, and the path on the shared LAN is found.
+    let lab = Lab::multihomed(SYM_RANDOM, CONE).expect("build lab");
+    lab.start_servers().expect("coturn and mosquitto");
+    let o = exchange(&lab, 1, 0, Family::V4, None, TEN_MB);
+    assert_eq!(o.strategy, "direct");
+    let lan = lab.host(1).addr().to_string();
+    assert!(o.remote.starts_with(&format!("{lan}:")), "{}", o.remote);
+}
+
+#[test]
 fn ipv6_through_firewalls() {
     p2pd_lab::require!();
     let lab = Lab::ipv6(CONE).expect("build lab");
