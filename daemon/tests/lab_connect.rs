@@ -355,6 +355,18 @@ fn multihomed_node_uses_the_shared_lan() {
 }
 
 #[test]
+fn double_nat_connects() {
+    p2pd_lab::require!();
+    // Host 0 behind a home router behind a carrier-grade NAT, both port-preserving;
+    // host 1 behind a home router. Seen from outside the pair behaves as one
+    // port-keeping cone, so TCP punching works through both layers.
+    let lab = Lab::double_nat(CONE, CONE).expect("build lab");
+    lab.start_servers().expect("coturn and mosquitto");
+    let o = exchange(&lab, 1, 0, Family::V4, None, TEN_MB);
+    assert_eq!(o.strategy, "tcp_punch");
+}
+
+#[test]
 fn ipv6_through_firewalls() {
     p2pd_lab::require!();
     let lab = Lab::ipv6(CONE).expect("build lab");
