@@ -54,9 +54,6 @@ pub struct NodeArgs {
     /// Only this interface (by name, loopback allowed); repeat for more.
     #[arg(long = "interface")]
     pub interfaces: Vec<String>,
-    /// Log what the node does on stderr (-vv for more).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
     /// Print the address and the connection as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
@@ -80,20 +77,6 @@ pub struct ConnectArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub node: NodeArgs,
-}
-
-fn init_logging(verbose: u8) {
-    if verbose == 0 {
-        return;
-    }
-    let level = if verbose == 1 { "info" } else { "debug" };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "p2pd={level},p2pd_runtime={level},p2pd_core={level}"
-        )))
-        .try_init();
 }
 
 /// The node configuration from flags and the config file.
@@ -189,7 +172,6 @@ fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Durati
 }
 
 pub async fn listen(args: ListenArgs) -> Result<()> {
-    init_logging(args.node.verbose);
     let config = node_config(&args.node)?;
     let node = Node::start(&Tokio, config).await?;
     if args.node.json {
@@ -221,7 +203,6 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
 }
 
 pub async fn connect(args: ConnectArgs) -> Result<()> {
-    init_logging(args.node.verbose);
     let peer = NodeAddr::parse(&args.addr).map_err(|e| format!("bad node address: {e}"))?;
     let strategies = Strategy::parse_list(&args.strategies)?;
     let mut config = node_config(&args.node)?;
