@@ -7,11 +7,13 @@ mod name_cmd;
 mod name_store;
 mod nat_cmd;
 mod node_cmd;
+mod node_names;
 mod output;
 mod portmap_cmd;
 mod rest;
 mod sim_cmd;
 mod stun_cmd;
+mod target;
 mod turn_cmd;
 
 use std::process::ExitCode;

@@ -104,9 +104,27 @@ pub struct RegisterArgs {
     #[arg(value_parser = parse_name)]
     pub name: Name,
     /// The node address to point the name at (the node's own: it must carry this
-    /// home's key). Required until the running node supplies its own address.
+    /// home's key). Default: start this node (the flags below, as `p2pd listen` takes
+    /// them) to learn its address. Give --port so that a later `p2pd listen --port` with
+    /// the same flags has that address; `p2pd listen --name` keeps it current itself.
     #[arg(long)]
     pub addr: Option<String>,
+    /// Without --addr: a STUN server, IP[:PORT]; repeat for more. Replaces the config
+    /// file's list.
+    #[arg(long = "stun", value_parser = crate::cli::parse_host_port)]
+    pub stun: Vec<SocketAddr>,
+    /// Without --addr: an MQTT broker for signaling, HOST[:PORT]; repeat for more.
+    #[arg(long = "mqtt")]
+    pub mqtt: Vec<p2pd_core::addr::Broker>,
+    /// Without --addr: a TURN server, USER:PASS@HOST:PORT; repeat for more.
+    #[arg(long = "turn", value_parser = config::parse_turn)]
+    pub turn: Vec<p2pd_core::negotiate::TurnSpec>,
+    /// Without --addr: the node's listen port (default: a free one).
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Without --addr: only this interface; repeat for more.
+    #[arg(long = "interface")]
+    pub interfaces: Vec<String>,
     #[command(flatten)]
     pub flags: ServerFlags,
 }
@@ -133,10 +151,26 @@ pub struct DeleteArgs {
 pub async fn run_cmd(cmd: NameCommand) -> Result<()> {
     match cmd {
         NameCommand::Register(a) => {
-            // Without --addr this must never fall through to a delete.
-            let addr = a.addr.ok_or(
-                "pass --addr NODEADDR (this node's own address); a running node will supply it itself",
-            )?;
+            // Without --addr this must never fall through to a delete: the node's own.
+            let addr = match &a.addr {
+                Some(text) => text.clone(),
+                None => {
+                    let own = crate::node_names::own_address(&crate::node_cmd::NodeArgs {
+                        stun: a.stun.clone(),
+                        mqtt: a.mqtt.clone(),
+                        turn: a.turn.clone(),
+                        home: a.flags.home.clone(),
+                        config: a.flags.config.clone(),
+                        port: a.port,
+                        interfaces: a.interfaces.clone(),
+                        json: a.flags.json,
+                    })
+                    .await?;
+                    // stdout carries the report; the address goes to stderr.
+                    crate::node_cmd::say(&format!("this node's address: {own}"));
+                    own.to_string()
+                }
+            };
             write(a.name, Some(addr), a.flags).await
         }
         NameCommand::Delete(a) => write(a.name, None, a.flags).await,
@@ -205,7 +239,7 @@ struct WriteOut {
     servers: Vec<ServerLine>,
 }
 
-fn describe(o: &Option<Outcome>) -> (&'static str, String) {
+pub(crate) fn describe(o: &Option<Outcome>) -> (&'static str, String) {
     match o {
         Some(Outcome::Accepted { timestamp_ms }) => {
             ("accepted", format!("stored with timestamp {timestamp_ms}"))
@@ -377,7 +411,7 @@ const BATCH: usize = 64;
 /// The server loop: waits for a datagram, takes whatever else has already arrived (up to
 /// [`BATCH`]), handles them as one batch with one disk sync (group commit), then sends
 /// the answers. Blocking on purpose: the sync must finish before any acknowledgement.
-fn serve(
+pub(crate) fn serve(
     socket: std::net::UdpSocket,
     mut store: RedbStore,
     config: ServerConfig,

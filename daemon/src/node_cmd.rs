@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use p2pd_core::addr::{Broker, NodeAddr};
+use p2pd_core::addr::Broker;
 use p2pd_core::negotiate::Strategy;
 use p2pd_tokio::Tokio;
 use p2pd_tokio::TokioConnection;
@@ -61,14 +61,27 @@ pub struct NodeArgs {
 
 #[derive(Debug, Args)]
 pub struct ListenArgs {
+    /// Register this name for the node's address and keep it registered while the node
+    /// runs (again before it expires, and whenever the address changes); repeat for more.
+    #[arg(long = "name", value_parser = crate::node_names::parse_name)]
+    pub names: Vec<p2pd_core::names::Name>,
+    /// A name server for --name, IP[:PORT] (port 5300 by default); repeat for more.
+    /// Default: the config file's `names` list.
+    #[arg(long = "name-server", value_parser = crate::name_cmd::parse_name_server)]
+    pub name_servers: Vec<SocketAddr>,
     #[command(flatten)]
     pub node: NodeArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The peer's node address (p2pd1:…), as its `p2pd listen` printed it.
+    /// The peer: its node address (p2pd1:…), as its `p2pd listen` printed it, or a name
+    /// it registered (resolved on the name servers).
     pub addr: String,
+    /// A name server to resolve a name with, IP[:PORT] (port 5300 by default); repeat
+    /// for more. Default: the config file's `names` list.
+    #[arg(long = "name-server", value_parser = crate::name_cmd::parse_name_server)]
+    pub name_servers: Vec<SocketAddr>,
     /// Strategies to try, comma-separated: direct, reverse, tcp_punch, udp_punch, relay.
     #[arg(long, default_value = "direct,reverse,tcp_punch,udp_punch,relay")]
     pub strategies: String,
@@ -79,23 +92,35 @@ pub struct ConnectArgs {
     pub node: NodeArgs,
 }
 
-/// The node configuration from flags and the config file.
-fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
-    let home = match &args.home {
-        Some(h) => h.clone(),
-        None => config::default_path()
-            .and_then(|p| p.parent().map(PathBuf::from))
-            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
-    };
+/// The config file the node's flags point at: --config, else HOME/config.toml when
+/// --home is given (optional), else the default one.
+fn config_file(args: &NodeArgs) -> Result<(config::Config, Option<PathBuf>)> {
     // --home DIR means DIR/config.toml (optional), never another home's file.
-    let (file, file_path) = match (&args.config, &args.home) {
+    Ok(match (&args.config, &args.home) {
         (Some(p), _) => config::load(Some(p))?,
         (None, Some(h)) if h.join("config.toml").exists() => {
             config::load(Some(&h.join("config.toml")))?
         }
         (None, Some(_)) => (config::Config::default(), None),
         (None, None) => config::load(None)?,
+    })
+}
+
+/// The name servers for a node command: `flags` if any, else the config file's `names`.
+pub fn name_servers(args: &NodeArgs, flags: &[SocketAddr]) -> Result<Vec<SocketAddr>> {
+    let (file, file_path) = config_file(args)?;
+    Ok(config::name_servers(flags, &file, file_path.as_deref())?)
+}
+
+/// The node configuration from flags and the config file.
+pub fn node_config(args: &NodeArgs) -> Result<NodeConfig> {
+    let home = match &args.home {
+        Some(h) => h.clone(),
+        None => config::default_path()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .ok_or("no home directory: give --home DIR or set P2PD_HOME")?,
     };
+    let (file, file_path) = config_file(args)?;
     let stun = config::stun_servers(&args.stun, &file, file_path.as_deref())?;
     let mqtt = config::mqtt_brokers(&args.mqtt, &file, file_path.as_deref())?;
     let turn = config::turn_servers(&args.turn, &file, file_path.as_deref())?;
@@ -145,7 +170,7 @@ struct Connected {
     peer: String,
 }
 
-fn say(text: &str) {
+pub(crate) fn say(text: &str) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "{text}");
     let _ = e.flush();
@@ -173,6 +198,19 @@ fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Durati
 
 pub async fn listen(args: ListenArgs) -> Result<()> {
     let config = node_config(&args.node)?;
+    // Checked before the node starts: a missing server list is a usage error.
+    let name_servers = if args.names.is_empty() {
+        Vec::new()
+    } else {
+        let list = name_servers(&args.node, &args.name_servers)?;
+        if list.is_empty() {
+            return Err(
+                "--name needs a name server: pass --name-server IP:PORT or list `names = [\"IP:PORT\"]` in the config file".into(),
+            );
+        }
+        list
+    };
+    let home = config.home.clone();
     let node = Node::start(&Tokio, config).await?;
     if args.node.json {
         let routes = node
@@ -195,6 +233,17 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
     } else {
         say(&node.addr().to_string());
     }
+    let _keeper = if args.names.is_empty() {
+        None
+    } else {
+        Some(crate::node_names::keep(
+            &node,
+            &home,
+            args.names,
+            &name_servers,
+            args.node.json,
+        )?)
+    };
     let conn = node.accept().await?;
     announce_connection(&conn, args.node.json, None)?;
     let result = copy(conn).await;
@@ -203,8 +252,17 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
 }
 
 pub async fn connect(args: ConnectArgs) -> Result<()> {
-    let peer = NodeAddr::parse(&args.addr).map_err(|e| format!("bad node address: {e}"))?;
     let strategies = Strategy::parse_list(&args.strategies)?;
+    // A name is resolved before the node starts: an unknown name fails fast.
+    let servers = match crate::target::parse(&args.addr)? {
+        crate::target::Target::Addr(_) => Vec::new(),
+        crate::target::Target::Name(_) => name_servers(&args.node, &args.name_servers)?,
+    };
+    let asked = std::time::Instant::now();
+    let (peer, name) = crate::target::resolve(&args.addr, &servers).await?;
+    if let Some(name) = name {
+        crate::node_names::announce_resolved(&name, &peer, asked.elapsed(), args.node.json)?;
+    }
     let mut config = node_config(&args.node)?;
     config.accept = false;
     config.connect_timeout = Duration::from_secs(args.timeout.max(1));

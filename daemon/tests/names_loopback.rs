@@ -155,11 +155,22 @@ fn register_resolve_steal_delete() {
     assert_eq!(v["addr"], a_addr);
     assert_eq!(v["node_id"], alice.node_id().to_string());
 
-    // `register` without --addr is an error, never a delete.
-    let out = p2pd(&["name", "register", "alice", "--server", &s, "--home", ha]);
+    // `register` without --addr starts the node for its own address (here it cannot:
+    // no broker), never a delete.
+    let out = p2pd(&[
+        "name",
+        "register",
+        "alice",
+        "--server",
+        &s,
+        "--home",
+        ha,
+        "--stun",
+        "127.0.0.1:1",
+    ]);
     assert!(!out.status.success());
     assert!(
-        text(&out.stderr).contains("pass --addr"),
+        text(&out.stderr).contains("no MQTT broker configured"),
         "{}",
         text(&out.stderr)
     );
@@ -370,7 +381,9 @@ fn sigkill_during_a_write_burst_loses_no_acknowledged_write() {
         local: sock.local_addr().unwrap(),
     };
     let mut rng = Rng::seed_from_u64(2);
-    assert_eq!(last.len(), 4 * NAMES_PER_WRITER as usize);
+    // How many distinct names were acknowledged depends on the machine's speed (a loaded
+    // machine syncs slowly); every one of them is checked.
+    assert!(!last.is_empty() && last.len() <= 4 * NAMES_PER_WRITER as usize);
     for (name, ts) in &last {
         let op = Operation::Resolve(Name::parse(name).unwrap());
         let mut c = NameClient::new(op, &[t], ClientConfig::default(), &mut rng, Instant::now());

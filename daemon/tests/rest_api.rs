@@ -193,7 +193,7 @@ fn every_endpoint_refuses_bad_input_with_its_code() {
     expect(&get(a, "/p2p/accept?timeout=0.1", ""), 504, 28);
 
     // Open.
-    expect(&get(a, "/p2p/open/a/garbage", ""), 400, 7);
+    expect(&get(a, "/p2p/open/a/garb_age", ""), 400, 7);
     expect(
         &get(a, &format!("/p2p/open/a/{}x", &addr[..addr.len() - 1]), ""),
         400,

@@ -207,7 +207,11 @@ fn case(i: usize, g: &mut Gen) -> Case {
                     g.text_len(b"abcdefghijklmnopqrstuvwxyz234567", 20, 120)
                 ),
                 1 => format!("p2pd{}:{}", 2 + g.below(9), g.text(b"abc", 30)),
-                _ => g.text_len(b"abcdefghijklmnopqrstuvwxyz0189:.,-_", 1, 80),
+                // Never a valid peer name (those are looked up: see names_connect_loopback).
+                _ => format!(
+                    "_{}",
+                    g.text_len(b"abcdefghijklmnopqrstuvwxyz0189:.,-_", 1, 79)
+                ),
             };
             let target = format!("/p2p/open/{}/{addr}", g.name());
             Case {

@@ -1,4 +1,4 @@
-//! `p2pd sim classify`: every configuration, its fields, and bad flags.
+//! `p2pd sim classify` and `p2pd sim matrix`: every configuration (or pair), its fields, and bad flags.
 
 use std::process::Command;
 
@@ -66,4 +66,36 @@ fn bad_loss_is_refused() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--loss"));
+}
+
+#[test]
+fn matrix_prints_every_pair_with_its_strategy_and_the_oracle() {
+    let out = Command::new(BIN)
+        .args(["sim", "matrix", "--json", "--loss", "0.1", "--seed", "4"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rows.len(), 23 * 23);
+    let names = ["direct", "reverse", "tcp_punch", "udp_punch", "relay"];
+    for r in &rows {
+        for side in ["a", "b"] {
+            assert!(r[side]["nat_type"].is_string(), "{r}");
+            assert!(r[side]["delta"].is_string(), "{r}");
+        }
+        assert_eq!(r["connected"], true, "{r}");
+        assert!(names.contains(&r["strategy"].as_str().unwrap_or("")), "{r}");
+        assert_eq!(r["strategy"], r["expected"], "{r}");
+        assert!(r["virtual_ms"].as_u64().is_some(), "{r}");
+    }
+    let bad = Command::new(BIN)
+        .args(["sim", "matrix", "--loss", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--loss"));
 }

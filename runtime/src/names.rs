@@ -53,6 +53,17 @@ pub enum ResolveError {
         /// The servers asked.
         asked: String,
     },
+    /// Every server that answered refused the lookup (rate limit, malformed), so
+    /// whether the name exists is unknown.
+    #[error("the name servers refused to look up '{name}' ({why}; asked {asked})")]
+    Refused {
+        /// The name.
+        name: String,
+        /// The first refusal's reason.
+        why: String,
+        /// The servers asked.
+        asked: String,
+    },
     /// No servers were given.
     #[error(
         "no name server given: pass --server IP:PORT or list `names = [\"IP:PORT\"]` in the config file"
@@ -168,7 +179,21 @@ pub async fn resolve<R: Runtime>(
         .reports
         .iter()
         .any(|r| r.outcome.as_ref().is_some_and(|o| *o != Outcome::NoAnswer));
-    if answered {
+    let said_not_found = f
+        .reports
+        .iter()
+        .any(|r| r.outcome == Some(Outcome::NotFound));
+    let refusal = f.reports.iter().find_map(|r| match &r.outcome {
+        Some(Outcome::Refused(why)) => Some(why.to_string()),
+        _ => None,
+    });
+    if let (false, Some(why)) = (said_not_found, refusal) {
+        Err(ResolveError::Refused {
+            name: name.to_string(),
+            why,
+            asked,
+        })
+    } else if answered {
         Err(ResolveError::NotFound {
             name: name.to_string(),
             asked,

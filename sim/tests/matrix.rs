@@ -64,3 +64,33 @@ fn every_pair_connects_as_the_oracle_says_at_ten_percent_loss() {
     let results = run_matrix(2, 0.10, 2).expect("matrix");
     check(&results, 0.10);
 }
+
+/// Many seeds at 10 % loss, counting pairs whose strategy differs from the oracle's: a
+/// measurement of the negotiator's robustness (run with `--release -- --ignored`).
+#[test]
+#[ignore]
+fn many_seeds_at_ten_percent_loss() {
+    let (mut runs, mut off) = (0, Vec::new());
+    for seed in 100..140 {
+        for r in run_matrix(seed, 0.10, 2).expect("matrix") {
+            runs += 1;
+            if !(r.connected && r.strategy == r.expected) {
+                off.push(format!(
+                    "seed {seed}: {:?}/{:?} → {:?}/{:?}: {:?} (expected {:?}) {:?}",
+                    r.a.nat_type,
+                    r.a.delta,
+                    r.b.nat_type,
+                    r.b.delta,
+                    r.strategy,
+                    r.expected,
+                    r.error
+                ));
+            }
+        }
+    }
+    println!(
+        "{} of {runs} pair runs off the oracle:\n{}",
+        off.len(),
+        off.join("\n")
+    );
+}

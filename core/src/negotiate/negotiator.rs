@@ -41,7 +41,7 @@ use crate::punch::{
 use crate::rng::Rng;
 use crate::stream::{Config as StreamConfig, Connection};
 use crate::time::Timeout;
-use crate::transmit::{Transmit, Transport};
+use crate::transmit::{DatagramQueue, Transmit};
 use crate::turn::{TurnClient, TurnClientConfig, TurnClientEvent};
 
 /// Port guesses per predicted mapping.
@@ -60,6 +60,10 @@ fn birthday() -> BirthdayPlan {
 }
 /// Most direct-connect candidates tried at once.
 const MAX_CANDIDATES: usize = 8;
+/// Between rounds of fresh connects for direct and reverse.
+const REDIAL: Duration = Duration::from_secs(1);
+/// Rounds of fresh connects after the first.
+const REDIALS: u32 = 7;
 /// Most bytes buffered on a TCP path before its handshake completes.
 const MAX_TCP_BUFFER: usize = ROUTE_LEN + HELLO_LEN + 64 * 1024;
 /// Most queued datagrams and actions.
@@ -102,8 +106,8 @@ impl Default for Timeouts {
         Timeouts {
             answer: Duration::from_secs(20),
             direct: Duration::from_secs(16),
-            reverse: Duration::from_secs(8),
-            tcp_punch: Duration::from_secs(16),
+            reverse: Duration::from_secs(16),
+            tcp_punch: Duration::from_secs(24),
             udp_punch: Duration::from_secs(30),
             relay: Duration::from_secs(20),
             stun: Duration::from_secs(3),
@@ -305,6 +309,9 @@ pub struct Negotiator {
     answer_deadline: Instant,
     overall_deadline: Instant,
     direct_deadline: Option<Instant>,
+    /// Fresh connects for direct (initiator) or reverse (responder), so that one lost SYN
+    /// costs a second, not the kernel's doubling backoff: (strategy, next round, rounds left).
+    redial: Option<(Strategy, Instant, u32)>,
     direct_running: bool,
     committed: bool,
     done: bool,
@@ -318,8 +325,7 @@ pub struct Negotiator {
     sockets: Vec<SocketAddr>,
     actions: VecDeque<Action>,
     events: VecDeque<NegotiationEvent>,
-    out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
-    current: Option<(SocketAddr, SocketAddr, Vec<u8>)>,
+    out: DatagramQueue,
 }
 
 /// The route pair both sides use for punching and the relay: IPv6 when both have it,
@@ -436,6 +442,7 @@ impl Negotiator {
             answered: None,
             overall_deadline,
             direct_deadline: None,
+            redial: None,
             direct_running: false,
             committed: false,
             done: false,
@@ -449,8 +456,7 @@ impl Negotiator {
             sockets: Vec::new(),
             actions: VecDeque::new(),
             events: VecDeque::new(),
-            out: VecDeque::new(),
-            current: None,
+            out: DatagramQueue::new(MAX_QUEUE),
         })
     }
 
@@ -601,12 +607,42 @@ impl Negotiator {
             strategy: Strategy::Direct,
             detail: format!("TCP connect to {}", list(&cands)),
         });
-        for remote in cands {
-            let id = self.tcp_id();
-            self.open_tcp(id, Strategy::Direct, None, remote);
-        }
+        self.dial(now, Strategy::Direct, &cands);
         self.direct_running = true;
         self.direct_deadline = Some(now + self.cfg.timeouts.direct);
+    }
+
+    /// TCP connects of `strategy` to every candidate, repeated every [`REDIAL`] for
+    /// [`REDIALS`] rounds while the strategy runs.
+    fn dial(&mut self, now: Instant, strategy: Strategy, cands: &[SocketAddr]) {
+        for remote in cands {
+            let id = self.tcp_id();
+            self.open_tcp(id, strategy, None, *remote);
+        }
+        let left = match self.redial {
+            Some((s, _, left)) if s == strategy => left.saturating_sub(1),
+            _ => REDIALS,
+        };
+        self.redial = (left > 0).then_some((strategy, now + REDIAL, left));
+    }
+
+    fn redial_due(&mut self, now: Instant) {
+        let Some((strategy, at, _)) = self.redial else {
+            return;
+        };
+        if now < at {
+            return;
+        }
+        let running = match strategy {
+            Strategy::Direct => self.direct_running,
+            _ => true,
+        };
+        if !running || self.committed {
+            self.redial = None;
+            return;
+        }
+        let cands = connect_candidates(&self.cfg.ours, &self.peer);
+        self.dial(now, strategy, &cands);
     }
 
     fn open_tcp(
@@ -855,10 +891,7 @@ impl Negotiator {
                     strategy: Strategy::Reverse,
                     detail: format!("TCP connect to {}", list(&cands)),
                 });
-                for remote in cands {
-                    let id = self.tcp_id();
-                    self.open_tcp(id, Strategy::Reverse, None, remote);
-                }
+                self.dial(now, Strategy::Reverse, &cands);
             }
             (Role::Responder, Body::PunchInit { kind, facts }) => {
                 self.responder_punch(now, kind, facts)
@@ -1229,7 +1262,9 @@ impl Negotiator {
     /// A TCP path of `strategy` closed: the strategy fails when it has none left and
     /// cannot open more.
     fn tcp_path_gone(&mut self, now: Instant, strategy: Strategy) {
-        if self.tcp.values().any(|p| p.strategy == strategy) {
+        if self.tcp.values().any(|p| p.strategy == strategy)
+            || self.redial.is_some_and(|(s, _, _)| s == strategy)
+        {
             return;
         }
         match strategy {
@@ -1401,6 +1436,7 @@ impl Negotiator {
         for s in &mut self.streams {
             s.pipe.handle_timeout(now);
         }
+        self.redial_due(now);
         self.start_due_punches(now);
         self.pump(now);
     }
@@ -1464,14 +1500,7 @@ impl Negotiator {
 
     /// The next UDP datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        self.current = self.out.pop_front();
-        let (source, destination, bytes) = self.current.as_ref()?;
-        Some(Transmit {
-            transport: Transport::Udp,
-            source: *source,
-            destination: *destination,
-            contents: bytes,
-        })
+        self.out.poll()
     }
 
     /// The next request for the driver.
@@ -1500,6 +1529,10 @@ impl Negotiator {
                 best = t;
             }
         };
+        consider(self.redial.map(|(_, at, _)| Timeout {
+            at,
+            reason: "fresh connects",
+        }));
         if self.direct_running {
             consider(self.direct_deadline.map(|at| Timeout {
                 at,
@@ -1569,9 +1602,7 @@ impl Negotiator {
         };
         let local_port = prober.spec(*id).map(|s| s.local.port());
         for s in sends {
-            if self.out.len() < MAX_QUEUE {
-                self.out.push_back(s);
-            }
+            self.out.push(s.0, s.1, s.2);
         }
         if let Some(observed) = result {
             let observed = observed.and_then(|(_, ext)| local_port.map(|l| (l, ext)));
@@ -1593,9 +1624,7 @@ impl Negotiator {
             outcome = Some(e);
         }
         for s in sends {
-            if self.out.len() < MAX_QUEUE {
-                self.out.push_back(s);
-            }
+            self.out.push(s.0, s.1, s.2);
         }
         match outcome {
             Some(UdpPunchEvent::Punched { local, remote }) => {
@@ -1626,6 +1655,11 @@ impl Negotiator {
     fn new_stream(&self, now: Instant, path: Path) -> Option<DatagramPipe> {
         let cfg = StreamConfig {
             connection_id: stream_id(self.attempt),
+            // QUIC's initial RTT (RFC 9002 §6.2.2), not RFC 6298's 1 s: the first
+            // packets of a relayed stream may reach the peer's allocation a moment before
+            // its permission is installed and be dropped, and waiting a whole second to
+            // resend them was the relay's largest setup cost in the lab.
+            initial_rto: Duration::from_millis(333),
             ..StreamConfig::default()
         };
         Connection::new(cfg, now)
@@ -1665,10 +1699,7 @@ impl Negotiator {
                             bytes: t.contents.to_vec(),
                         }),
                         None => {
-                            if self.out.len() < MAX_QUEUE {
-                                self.out
-                                    .push_back((t.source, t.destination, t.contents.to_vec()));
-                            }
+                            self.out.push_transmit(&t);
                         }
                     }
                 }
@@ -1771,10 +1802,7 @@ impl Negotiator {
                 s.got.extend_from_slice(&b[..n]);
             }
             while let Some(t) = s.pipe.poll_transmit() {
-                if self.out.len() < MAX_QUEUE {
-                    self.out
-                        .push_back((t.source, t.destination, t.contents.to_vec()));
-                }
+                self.out.push_transmit(&t);
             }
             while let Some(a) = s.pipe.poll_action() {
                 self.actions.push_back(a);
@@ -1804,10 +1832,7 @@ impl Negotiator {
                     s.pipe.write(now, &h);
                     s.hello_sent = true;
                     while let Some(t) = s.pipe.poll_transmit() {
-                        if self.out.len() < MAX_QUEUE {
-                            self.out
-                                .push_back((t.source, t.destination, t.contents.to_vec()));
-                        }
+                        self.out.push_transmit(&t);
                     }
                     while let Some(a) = self.streams[i].pipe.poll_action() {
                         self.actions.push_back(a);
@@ -1840,6 +1865,9 @@ impl Negotiator {
 
     /// Releases what `strategy` holds, without events.
     fn drop_strategy(&mut self, _now: Instant, strategy: Strategy) {
+        if self.redial.is_some_and(|(s, _, _)| s == strategy) {
+            self.redial = None;
+        }
         let ids: Vec<TcpId> = self
             .tcp
             .iter()

@@ -14,7 +14,7 @@ use std::time::Instant;
 use super::io::{Action, TcpEvent, TcpId};
 use crate::stream::{Connection, Event as StreamEvent};
 use crate::time::Timeout;
-use crate::transmit::{Transmit, Transport};
+use crate::transmit::{DatagramQueue, Transmit};
 use crate::turn::{TurnClient, TurnClientEvent};
 
 /// Largest datagram a [`DatagramPipe`] sends.
@@ -66,8 +66,7 @@ pub(crate) enum Path {
 pub struct DatagramPipe {
     conn: Connection,
     path: Path,
-    out: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
-    current: Option<(SocketAddr, SocketAddr, Vec<u8>)>,
+    out: DatagramQueue,
     actions: VecDeque<Action>,
     events: VecDeque<StreamEvent>,
     relay_failed: bool,
@@ -92,8 +91,7 @@ impl DatagramPipe {
         DatagramPipe {
             conn,
             path,
-            out: VecDeque::new(),
-            current: None,
+            out: DatagramQueue::new(MAX_QUEUE),
             actions: VecDeque::new(),
             events: VecDeque::new(),
             relay_failed: false,
@@ -256,7 +254,7 @@ impl DatagramPipe {
         if let (Some((left, at)), Path::Udp { local, remote }) = (self.opener, &self.path)
             && now >= at
         {
-            self.out.push_back((*local, *remote, OPENER.to_vec()));
+            self.out.push(*local, *remote, OPENER.to_vec());
             self.opener = (left > 1).then(|| (left - 1, now + OPENER_INTERVAL));
         }
         self.conn.handle_timeout(now);
@@ -272,30 +270,16 @@ impl DatagramPipe {
             at,
             reason: "relay opener",
         });
-        let conn = match (self.conn.poll_timeout(), opener) {
-            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
-            (a, b) => a.or(b),
-        };
         let turn = match &self.path {
             Path::Relay { turn, .. } => turn.poll_timeout(),
             Path::Udp { .. } => None,
         };
-        match (conn, turn) {
-            (Some(a), Some(b)) => Some(if a.at <= b.at { a } else { b }),
-            (a, b) => a.or(b),
-        }
+        Timeout::earliest(Timeout::earliest(self.conn.poll_timeout(), opener), turn)
     }
 
     /// The next UDP datagram to send.
     pub fn poll_transmit(&mut self) -> Option<Transmit<'_>> {
-        self.current = self.out.pop_front();
-        let (source, destination, bytes) = self.current.as_ref()?;
-        Some(Transmit {
-            transport: Transport::Udp,
-            source: *source,
-            destination: *destination,
-            contents: bytes,
-        })
+        self.out.poll()
     }
 
     /// The next request for the driver (bytes for the TURN server's TCP connection).
@@ -326,7 +310,7 @@ impl DatagramPipe {
                 progress = true;
                 match &mut self.path {
                     Path::Udp { local, remote } => {
-                        self.out.push_back((*local, *remote, buf[..n].to_vec()));
+                        self.out.push(*local, *remote, buf[..n].to_vec());
                     }
                     Path::Relay { turn, peer, .. } => {
                         if let Some(p) = *peer {
@@ -354,9 +338,9 @@ impl DatagramPipe {
                             id: *id,
                             bytes: t.contents.to_vec(),
                         }),
-                        None => self
-                            .out
-                            .push_back((t.source, t.destination, t.contents.to_vec())),
+                        None => {
+                            self.out.push_transmit(&t);
+                        }
                     }
                 }
                 while let Some(e) = turn.poll_event() {

@@ -36,6 +36,8 @@
 //! | 27 | `closed` | 410 | the connection was closed (by `/p2p/close`) while the request waited |
 //! | 28 | `accept_timeout` | 504 | no incoming connection arrived within the timeout |
 //! | 29 | `send_timeout` | 504 | the peer did not take the bytes within the limit |
+//! | 30 | `unknown_peer_name` | 404 | the target is a name no name server knows |
+//! | 31 | `name_lookup_failed` | 502 | the target is a name and no name server answered (or none is configured) |
 
 use std::fmt;
 
@@ -82,6 +84,8 @@ pub enum ErrorKind {
     Closed = 27,
     AcceptTimeout = 28,
     SendTimeout = 29,
+    UnknownPeerName = 30,
+    NameLookupFailed = 31,
 }
 
 impl ErrorKind {
@@ -90,7 +94,7 @@ impl ErrorKind {
         not(test),
         allow(dead_code, reason = "the tests check the tables with it")
     )]
-    pub const ALL: [ErrorKind; 29] = [
+    pub const ALL: [ErrorKind; 31] = [
         ErrorKind::NoRoute,
         ErrorKind::MethodNotAllowed,
         ErrorKind::BadRequest,
@@ -120,6 +124,8 @@ impl ErrorKind {
         ErrorKind::Closed,
         ErrorKind::AcceptTimeout,
         ErrorKind::SendTimeout,
+        ErrorKind::UnknownPeerName,
+        ErrorKind::NameLookupFailed,
     ];
 
     /// The numeric code in the `error` field.
@@ -131,12 +137,12 @@ impl ErrorKind {
     pub fn status(self) -> u16 {
         use ErrorKind::*;
         match self {
-            NoRoute | UnknownCon => 404,
+            NoRoute | UnknownCon | UnknownPeerName => 404,
             MethodNotAllowed => 405,
             BadRequest | BadName | BadAddr | BadStrategies | BadQuery => 400,
             ConExists | Busy => 409,
             RecvTimeout | OpenTimeout | AcceptTimeout | SendTimeout => 504,
-            OpenFailed | SendFailed => 502,
+            OpenFailed | SendFailed | NameLookupFailed => 502,
             NodeUnavailable | TableFull => 503,
             TooManyConnections => 429,
             PeerClosed | Closed => 410,
@@ -183,6 +189,8 @@ impl ErrorKind {
             Closed => "closed",
             AcceptTimeout => "accept_timeout",
             SendTimeout => "send_timeout",
+            UnknownPeerName => "unknown_peer_name",
+            NameLookupFailed => "name_lookup_failed",
         }
     }
 }

@@ -24,6 +24,7 @@ pub mod routes;
 pub mod security;
 pub mod server;
 pub mod table;
+pub mod target;
 #[cfg(test)]
 mod tests;
 
@@ -50,7 +51,8 @@ pub struct DaemonArgs {
     #[arg(long = "listen", value_parser = parse_listen)]
     pub listen: Vec<SocketAddr>,
     /// Config file (default: $P2PD_HOME/config.toml): `stun` servers for /ifs and the
-    /// `[rest] token` every request must then carry as `Authorization: Bearer TOKEN`.
+    /// `[rest] token` every request must then carry as `Authorization: Bearer TOKEN`;
+    /// its `names` servers resolve names in `/p2p/open/{con}/{name}`.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// A STUN server for /ifs, IP[:PORT]; repeat for more. Replaces the config file's list.
@@ -93,6 +95,8 @@ pub struct State {
     pub security: security::Security,
     /// Size and time limits.
     pub limits: http::Limits,
+    /// Name servers for `/p2p/open/{con}/{name}` (the config file's `names` list).
+    pub name_servers: Vec<SocketAddr>,
 }
 
 /// Starts the node in the background and records the outcome in `slot`.
@@ -188,6 +192,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
         })
     };
     let timeout = Duration::from_secs_f64(args.request_timeout_s);
+    let name_servers = config::name_servers(&[], &file_config, file.as_deref())?;
     let state = Arc::new(State {
         table: Arc::new(table::Table::default()),
         node: NodeSlot::starting(),
@@ -198,6 +203,7 @@ pub async fn run(args: DaemonArgs) -> Result<()> {
             body_timeout: timeout,
             ..http::Limits::default()
         },
+        name_servers,
     });
     start_node(&state.node);
     tokio::spawn(take_incoming(state.node.clone(), state.table.clone()));

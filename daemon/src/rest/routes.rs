@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2pd_core::addr::NodeAddr;
 use p2pd_core::negotiate::Strategy;
 
 use super::State;
@@ -406,7 +405,8 @@ pub async fn handle(
     }
 }
 
-/// `/p2p/open/{name}/{addr}`: checks everything it can before asking the node.
+/// `/p2p/open/{name}/{addr}`: checks everything it can before asking the node; `addr`
+/// may be a name (see [`super::target`]).
 async fn open(
     name: &str,
     target: &str,
@@ -419,22 +419,11 @@ async fn open(
         Some(list) => Strategy::parse_list(list)
             .map_err(|e| ApiError::new(ErrorKind::BadStrategies, e.to_string()))?,
     };
-    let addr = if target == "self" {
-        None
-    } else {
-        Some(NodeAddr::parse(target).map_err(|e| {
-            let mut shown: String = target.chars().take(24).collect();
-            if shown.len() < target.len() {
-                shown.push('…');
-            }
-            ApiError::new(
-                ErrorKind::BadAddr,
-                format!("'{}' is not a node address: {e}", shown.escape_debug()),
-            )
-        })?)
-    };
+    let target = super::target::check_target(target)?;
     let node = state.node.get()?;
-    let addr = addr.unwrap_or_else(|| node.addr());
+    let addr = super::target::resolve_target(target, &state.name_servers)
+        .await?
+        .unwrap_or_else(|| node.addr());
     let reservation = state.table.reserve(name)?;
     let tried: Vec<&str> = strategies.iter().map(|s| s.name()).collect();
     let tried = tried.join(",");

@@ -116,6 +116,15 @@ struct Rig {
 }
 
 async fn rig(max_cons: usize, token: Option<&str>) -> Rig {
+    rig_with_names(max_cons, token, Vec::new()).await
+}
+
+/// A rig whose daemon resolves names on `name_servers`.
+async fn rig_with_names(
+    max_cons: usize,
+    token: Option<&str>,
+    name_servers: Vec<SocketAddr>,
+) -> Rig {
     let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let peer_addr = loopback_addr(2, peer.local_addr().unwrap().port());
     let (tx, rx) = tokio::sync::mpsc::channel(8);
@@ -136,6 +145,7 @@ async fn rig(max_cons: usize, token: Option<&str>) -> Rig {
             head_timeout: Duration::from_millis(500),
             ..http::Limits::default()
         },
+        name_servers,
     });
     tokio::spawn(super::take_incoming(
         state.node.clone(),
@@ -431,7 +441,9 @@ async fn open_errors() {
         );
     };
     check(get(r.api, "/p2p/open/a/p2pd1:abc").await, 400, 7);
-    check(get(r.api, "/p2p/open/a/nonsense").await, 400, 7);
+    check(get(r.api, "/p2p/open/a/non_sense").await, 400, 7);
+    // A valid name, and this daemon has no name servers.
+    check(get(r.api, "/p2p/open/a/nonsense").await, 502, 31);
     check(
         get(r.api, &format!("/p2p/open/a/{addr}?strategies=teleport")).await,
         400,
@@ -611,4 +623,69 @@ async fn pipe_throughput() {
         mb / raw_s,
         mb / pipe_s
     );
+}
+
+/// `/p2p/open/{con}/{name}`: a name registered on a real name server (the daemon's own
+/// server loop, on a redb file) resolves to the peer's address and the connection opens;
+/// an unknown name is `unknown_peer_name`; a silent server `name_lookup_failed`.
+#[tokio::test]
+async fn open_by_name() {
+    use p2pd_core::names::{ClientConfig, Name, Operation, ServerConfig, SignedWrite};
+
+    let dir = std::env::temp_dir().join(format!("p2pd-rest-names-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let store = crate::name_store::RedbStore::open(&dir.join("names.redb")).unwrap();
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let server = socket.local_addr().unwrap();
+    // The server loop never returns; the thread ends with the test process.
+    std::thread::spawn(move || {
+        let _ = crate::name_cmd::serve(
+            socket,
+            store,
+            ServerConfig::default(),
+            Rng::seed_from_u64(5),
+        );
+    });
+    let r = rig_with_names(4, None, vec![server]).await;
+    // The peer (seed 2, as the rig's peer address) names itself.
+    let peer_id = Identity::generate(&mut Rng::seed_from_u64(2));
+    let name = Name::parse("rest-peer").unwrap();
+    let write = SignedWrite::sign(
+        &peer_id,
+        name.clone(),
+        Some(r.peer_addr.clone()),
+        p2pd_tokio::names::unix_ms_now(),
+    );
+    let done = p2pd_tokio::names::run(
+        &Tokio,
+        Operation::Write(Box::new(write)),
+        &[server],
+        ClientConfig::default(),
+        &mut Rng::seed_from_u64(6),
+    )
+    .await
+    .unwrap();
+    assert_eq!(done.accepted(), vec![server]);
+
+    let resp = get(r.api, "/p2p/open/byname/rest-peer").await;
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let j = resp.json();
+    assert_eq!(j["peer"], r.peer_addr.node_id().to_string(), "{j}");
+    let (mut far, _) = r.peer.accept().await.unwrap();
+    far.write_all(b"by name").await.unwrap();
+    assert_eq!(
+        get(r.api, "/p2p/recv/byname?timeout=5").await.json()["data"],
+        "by name"
+    );
+
+    let resp = get(r.api, "/p2p/open/other/nobody-here").await;
+    assert_eq!(
+        (resp.status, resp.code()),
+        (404, 30),
+        "{}",
+        String::from_utf8_lossy(&resp.body)
+    );
+    assert!(String::from_utf8_lossy(&resp.body).contains("nobody-here"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

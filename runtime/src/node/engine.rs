@@ -93,6 +93,8 @@ pub(crate) struct EngineSetup<R: Runtime> {
     pub(crate) incoming: async_channel::Sender<Connection<R>>,
     pub(crate) rng: Rng,
     pub(crate) connect_limit: Duration,
+    /// Where the engine publishes address changes.
+    pub(crate) watch: Arc<super::watch::AddrWatch>,
 }
 
 type Connecting<S> = Pin<Box<dyn Future<Output = io::Result<S>> + Send>>;
@@ -182,6 +184,7 @@ pub(crate) struct Engine<R: Runtime> {
     /// After an accept error (out of file descriptors), accepting pauses until then
     /// rather than spinning on a listener that fails at once.
     accept_paused: Option<Instant>,
+    watch: Arc<super::watch::AddrWatch>,
 }
 
 /// Runs the engine until the node handle and every connection are gone.
@@ -201,6 +204,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         incoming,
         rng,
         connect_limit,
+        watch,
     } = setup;
     let mut udp = Vec::new();
     let mut listeners = Vec::new();
@@ -236,6 +240,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         next_udp: 0,
         connect_limit,
         accept_paused: None,
+        watch,
     };
     e.run(commands, keepalive).await;
 }
@@ -528,6 +533,24 @@ impl<R: Runtime> Engine<R> {
         }
     }
 
+    /// Signaling listens on other brokers now: the node's address follows (new
+    /// negotiations advertise it; [`super::Node::addr_changes`] subscribers hear of it).
+    /// An empty set (every broker down for now) keeps the last address: the signaler is
+    /// reconnecting, and an address without brokers could not be reached at all.
+    fn brokers_changed(&mut self, brokers: Vec<p2pd_core::addr::Broker>) {
+        if brokers.is_empty() || brokers == self.ours.brokers() {
+            return;
+        }
+        match NodeAddr::new(*self.ours.key(), brokers, self.ours.interfaces().to_vec()) {
+            Ok(addr) => {
+                tracing::info!("signaling brokers changed; node address now {addr}");
+                self.ours = addr.clone();
+                self.watch.publish(addr);
+            }
+            Err(e) => tracing::warn!("signaling brokers changed, but no address fits them: {e}"),
+        }
+    }
+
     async fn signal_event(&mut self, now: Instant, ev: SignalEvent) {
         let m = match ev {
             SignalEvent::Received(m) => m,
@@ -541,6 +564,10 @@ impl<R: Runtime> Engine<R> {
             }
             SignalEvent::ConnectionLost { broker, reason } => {
                 tracing::info!("signaling broker {broker} lost: {reason}");
+                return;
+            }
+            SignalEvent::Listening(brokers) => {
+                self.brokers_changed(brokers);
                 return;
             }
             _ => return,

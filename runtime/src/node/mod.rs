@@ -17,6 +17,7 @@ mod connection;
 mod engine;
 mod pipe_task;
 mod start;
+mod watch;
 
 use std::time::Duration;
 
@@ -63,6 +64,7 @@ pub struct Node<R: Runtime> {
     incoming: async_channel::Receiver<Connection<R>>,
     _keepalive: async_channel::Sender<()>,
     _task: Task<()>,
+    watch: std::sync::Arc<watch::AddrWatch>,
 }
 
 impl<R: Runtime> std::fmt::Debug for engine::Command<R> {
@@ -129,6 +131,7 @@ impl<R: Runtime> Node<R> {
         let (ctx, crx) = async_channel::bounded(16);
         let (ktx, krx) = async_channel::bounded(1);
         let (itx, irx) = async_channel::bounded(ACCEPT_QUEUE);
+        let watch = std::sync::Arc::new(watch::AddrWatch::new(addr.clone()));
         let setup = engine::EngineSetup {
             rt: rt.clone(),
             identity,
@@ -144,6 +147,7 @@ impl<R: Runtime> Node<R> {
             incoming: itx,
             rng,
             connect_limit: config.connect_timeout,
+            watch: watch.clone(),
         };
         let task = spawn(rt, engine::run(setup));
         Ok(Node {
@@ -155,12 +159,27 @@ impl<R: Runtime> Node<R> {
             incoming: irx,
             _keepalive: ktx,
             _task: task,
+            watch,
         })
     }
 
-    /// This node's address, to give to peers.
+    /// This node's address as it started, to give to peers. It changes when signaling
+    /// moves to other brokers: see [`Node::current_addr`] and [`Node::addr_changes`].
     pub fn addr(&self) -> &NodeAddr {
         &self.addr
+    }
+
+    /// This node's address now: the start-up one with the brokers signaling listens on
+    /// now (a broker that died and was replaced is no longer listed).
+    pub fn current_addr(&self) -> NodeAddr {
+        self.watch.current()
+    }
+
+    /// Every later change of [`Node::current_addr`] (a receiver that lags gets the newest
+    /// address, skipping older ones). Closes when the node stops. What keeps the node's
+    /// names registered (`p2pd_runtime::names::NameKeeper::run`) takes this.
+    pub fn addr_changes(&self) -> async_channel::Receiver<NodeAddr> {
+        self.watch.subscribe()
     }
 
     /// This node's public key.
