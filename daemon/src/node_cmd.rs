@@ -69,9 +69,6 @@ pub struct NodeFlags {
 pub struct NodeArgs {
     #[command(flatten)]
     pub flags: NodeFlags,
-    /// Log what the node does on stderr (-vv for more).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    pub verbose: u8,
     /// Print the address and the connection as JSON lines on stderr.
     #[arg(long)]
     pub json: bool,
@@ -116,19 +113,6 @@ pub struct ConnectArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub node: NodeArgs,
-}
-
-fn init_logging(verbose: u8) {
-    if verbose == 0 {
-        return;
-    }
-    let level = if verbose == 1 { "info" } else { "debug" };
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "p2pd={level},p2pd_runtime={level},p2pd_core={level}"
-        )))
-        .try_init();
 }
 
 /// The config file the flags name: `--config`, else `--home`'s `config.toml` (optional),
@@ -254,7 +238,6 @@ fn announce_connection(conn: &Connection<Tokio>, json: bool, took: Option<Durati
 }
 
 pub async fn listen(args: ListenArgs) -> Result<()> {
-    init_logging(args.node.verbose);
     let config = node_config(&args.node.flags)?;
     // Checked before the node starts: a missing server list is a usage error.
     let name_servers = if args.names.is_empty() {
@@ -334,7 +317,6 @@ pub async fn listen(args: ListenArgs) -> Result<()> {
 }
 
 pub async fn connect(args: ConnectArgs) -> Result<()> {
-    init_logging(args.node.verbose);
     let strategies = Strategy::parse_list(&args.strategies)?;
     // A name is resolved before the node starts: an unknown name fails fast.
     let servers = match crate::target::parse(&args.addr)? {

@@ -95,6 +95,8 @@ fn node_flags(home: &Home, family: Family) -> Vec<String> {
         "--home".into(),
         home.0.to_string_lossy().into_owned(),
         "--json".into(),
+        // The negotiation's steps on stderr: a failure shows where it stopped.
+        "-v".into(),
     ]);
     flags
 }
@@ -337,6 +339,31 @@ fn one_lan_takes_the_local_path() {
         "the local path goes to the peer's LAN address {lan}, not {}",
         o.remote
     );
+}
+
+#[test]
+fn multihomed_node_uses_the_shared_lan() {
+    p2pd_lab::require!();
+    // Host 0 has eth0 behind router 0 and eth1 on router 1's LAN, where host 1 is: its
+    // address lists both interfaces, and the path on the shared LAN is found.
+    let lab = Lab::multihomed(SYM_RANDOM, CONE).expect("build lab");
+    lab.start_servers().expect("coturn and mosquitto");
+    let o = exchange(&lab, 1, 0, Family::V4, None, TEN_MB);
+    assert_eq!(o.strategy, "direct");
+    let lan = lab.host(1).addr().to_string();
+    assert!(o.remote.starts_with(&format!("{lan}:")), "{}", o.remote);
+}
+
+#[test]
+fn double_nat_connects() {
+    p2pd_lab::require!();
+    // Host 0 behind a home router behind a carrier-grade NAT, both port-preserving;
+    // host 1 behind a home router. Seen from outside the pair behaves as one
+    // port-keeping cone, so TCP punching works through both layers.
+    let lab = Lab::double_nat(CONE, CONE).expect("build lab");
+    lab.start_servers().expect("coturn and mosquitto");
+    let o = exchange(&lab, 1, 0, Family::V4, None, TEN_MB);
+    assert_eq!(o.strategy, "tcp_punch");
 }
 
 #[test]

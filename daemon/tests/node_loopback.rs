@@ -382,3 +382,33 @@ fn listener_may_speak_first() {
     assert!(sent_up.is_empty());
     assert_eq!(got, greeting);
 }
+
+/// `--port` is the listen port of every route; a port another node holds is refused
+/// with a message naming it.
+#[test]
+fn fixed_port_and_port_in_use() {
+    let Some(s) = servers("port") else {
+        return;
+    };
+    let (h1, h2) = (TempDir::new("p1"), TempDir::new("p2"));
+    let port = node_common::free_port();
+    let mut args = vec!["listen".to_string(), "--port".into(), port.to_string()];
+    args.extend(s.node_args(&h1));
+    let first = spawn_node(&args, "listen", None);
+    let v = wait_event(&first.stderr, "listening", Duration::from_secs(20));
+    let addr = NodeAddr::parse(v["addr"].as_str().unwrap()).unwrap();
+    assert_eq!(addr.interfaces()[0].v4.unwrap().port, port);
+    assert_eq!(v["routes"][0]["local"], format!("127.0.0.1:{port}"));
+    let mut args = vec!["listen".to_string(), "--port".into(), port.to_string()];
+    args.extend(s.node_args(&h2));
+    let second = spawn_node(&args, "listen2", None);
+    let (status, out, lines) = second.finish(Duration::from_secs(30));
+    assert!(!status.success());
+    assert!(out.is_empty());
+    let text = lines.join("\n");
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("in use"),
+        "{text}"
+    );
+    drop(first);
+}

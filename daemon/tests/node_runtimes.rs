@@ -157,6 +157,11 @@ fn direct_on_every_runtime() {
 }
 
 #[test]
+fn udp_punch_on_every_runtime() {
+    each_runtime("rt-punch", Strategy::UdpPunch);
+}
+
+#[test]
 fn relay_on_every_runtime() {
     each_runtime("rt-relay", Strategy::Relay);
 }

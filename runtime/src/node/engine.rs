@@ -59,6 +59,8 @@ const MAX_BIND: u16 = 512;
 const PIPE_QUEUE: usize = 1024;
 /// Bytes queued for one TCP connection before it counts as broken.
 const MAX_TCP_OUT: usize = 1024 * 1024;
+/// How long accepting pauses after an accept error.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// The longest the engine waits for the signaler to take a message.
 const SIGNAL_SEND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Log lines kept per attempt for the error message.
@@ -182,6 +184,9 @@ pub(crate) struct Engine<R: Runtime> {
     negotiations: HashMap<AttemptId, Negotiation<R>>,
     next_udp: usize,
     connect_limit: Duration,
+    /// After an accept error (out of file descriptors), accepting pauses until then
+    /// rather than spinning on a listener that fails at once.
+    accept_paused: Option<Instant>,
     watch: Arc<super::watch::AddrWatch>,
 }
 
@@ -237,6 +242,7 @@ pub(crate) async fn run<R: Runtime>(setup: EngineSetup<R>) {
         negotiations: HashMap::new(),
         next_udp: 0,
         connect_limit,
+        accept_paused: None,
         watch,
     };
     e.run(commands, keepalive).await;
@@ -259,6 +265,7 @@ impl<R: Runtime> Engine<R> {
             }
             let deadline = self.next_deadline();
             let mut sleep = deadline.map(|d| Box::pin(self.rt.sleep_until(d)));
+            let accept_now = self.accept_paused.is_none_or(|t| self.rt.now() >= t);
             let wake = {
                 let mut cmd = pin!(commands.recv());
                 let mut keep = pin!(keepalive.recv());
@@ -281,7 +288,7 @@ impl<R: Runtime> Engine<R> {
                     if signaling_open && let Poll::Ready(ev) = sig.as_mut().poll(cx) {
                         return Poll::Ready(Wake::Signal(ev));
                     }
-                    if incoming.len() < MAX_INCOMING {
+                    if incoming.len() < MAX_INCOMING && accept_now {
                         for (i, l) in listeners.iter().enumerate() {
                             if let Poll::Ready(r) = l.poll_accept(cx) {
                                 return Poll::Ready(Wake::Accepted(i, r));
@@ -442,11 +449,14 @@ impl<R: Runtime> Engine<R> {
                 .flatten()
         });
         let inc = self.incoming.iter().map(|i| i.deadline);
-        negs.chain(inc).min()
+        negs.chain(inc).chain(self.accept_paused).min()
     }
 
     /// Expires what is due.
     async fn timers(&mut self, now: Instant) {
+        if self.accept_paused.is_some_and(|t| t <= now) {
+            self.accept_paused = None;
+        }
         self.incoming.retain(|i| i.deadline > now);
         let due: Vec<AttemptId> = self
             .negotiations
@@ -651,9 +661,15 @@ impl<R: Runtime> Engine<R> {
         }
     }
 
-    fn accepted(&mut self, now: Instant, _i: usize, r: io::Result<(R::TcpStream, SocketAddr)>) {
-        let Ok((stream, remote)) = r else {
-            return;
+    fn accepted(&mut self, now: Instant, i: usize, r: io::Result<(R::TcpStream, SocketAddr)>) {
+        self.accept_paused = None;
+        let (stream, remote) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("accepting on listener {i}: {e}; pausing accepts briefly");
+                self.accept_paused = Some(now + ACCEPT_PAUSE);
+                return;
+            }
         };
         let Ok(local) = stream.local_addr() else {
             return;
