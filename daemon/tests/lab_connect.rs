@@ -11,55 +11,21 @@
 //! strategy with 20 ms one-way delay between the peers (10 ms on each router's uplink);
 //! the figures are in BENCHMARKS.md.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::mpsc;
+mod lab_node;
+use lab_node::{Home, payload, spawn, wait_event};
+
 use std::time::{Duration, Instant};
 
 use p2pd_lab::{
-    Host, Lab, LinkParams, MQTT_PORT, PortAlloc, RouterKind, SERVER_IP1, SERVER_IP6_1, STUN_PORT,
+    Lab, LinkParams, MQTT_PORT, PortAlloc, RouterKind, SERVER_IP1, SERVER_IP6_1, STUN_PORT,
     SymmetricPorts, TURN_PASSWORD, TURN_USER,
 };
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_p2pd");
 /// Bytes each way.
 const TEN_MB: usize = 10 * 1024 * 1024;
 /// Hang guard for one whole exchange (not a timing assertion).
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Home(PathBuf);
-
-impl Home {
-    fn new(tag: &str) -> Self {
-        // Unique per call: tests run in parallel, and two nodes sharing a home would
-        // share an identity.
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let p = std::env::temp_dir().join(format!("p2pd-labconn-{}-{tag}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Home(p)
-    }
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Which servers the nodes are given.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -99,109 +65,6 @@ fn node_flags(home: &Home, family: Family) -> Vec<String> {
         "-v".into(),
     ]);
     flags
-}
-
-/// Deterministic bytes: a seeded xorshift stream.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A node process in a namespace: stdin fed from a buffer then closed, stdout hashed,
-/// stderr lines forwarded.
-struct Node {
-    proc: Proc,
-    stderr: mpsc::Receiver<String>,
-    out: mpsc::Receiver<(usize, [u8; 32])>,
-}
-
-fn spawn(host: &Host, args: Vec<String>, data: Vec<u8>, tag: &'static str) -> Node {
-    let mut child = host
-        .ns()
-        .command(BIN, &args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn p2pd in the namespace");
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let (otx, out) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut h = Sha256::new();
-        let mut n = 0;
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(k) = stdout.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += k;
-            h.update(&buf[..k]);
-        }
-        let _ = otx.send((n, h.finalize().into()));
-    });
-    let stderr = child.stderr.take().unwrap();
-    let (etx, erx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            eprintln!("[{tag}] {line}");
-            if etx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Node {
-        proc: Proc(child),
-        stderr: erx,
-        out,
-    }
-}
-
-fn wait_event(rx: &mpsc::Receiver<String>, event: &str, limit: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {event} line within {limit:?}"));
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["event"] == event
-        {
-            return v;
-        }
-    }
-}
-
-impl Node {
-    fn finish(mut self) -> (std::process::ExitStatus, usize, [u8; 32]) {
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(s) = self.proc.0.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "p2pd did not exit within {LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let (n, h) = self
-            .out
-            .recv_timeout(Duration::from_secs(10))
-            .expect("stdout hashed");
-        (status, n, h)
-    }
 }
 
 /// What one exchange showed.
@@ -244,8 +107,8 @@ fn exchange(
         cv["strategy"], lv["strategy"],
         "both ends agree on the strategy"
     );
-    let (cs, cn, ch) = c.finish();
-    let (ls, ln, lh) = l.finish();
+    let (cs, cn, ch) = c.finish(LIMIT);
+    let (ls, ln, lh) = l.finish(LIMIT);
     assert!(cs.success(), "connect exited with {cs}");
     assert!(ls.success(), "listen exited with {ls}");
     assert_eq!(cn, len, "connector received {cn} bytes");

@@ -14,11 +14,11 @@
 //! Needs root and the lab's packages; skips otherwise (fails under
 //! `P2PD_LAB_REQUIRED=1`).
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod lab_node;
+use lab_node::{Home, payload, spawn, wait_event};
+
+use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use p2pd_core::addr::NodeAddr;
@@ -26,38 +26,10 @@ use p2pd_lab::prereq::ALL_TOOLS;
 use p2pd_lab::{Host, Lab, MQTT_PORT, RouterKind, SERVER_IP1, STUN_PORT, TURN_PASSWORD, TURN_USER};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_p2pd");
 /// Bytes each way.
 const LEN: usize = 256 * 1024;
 /// Hang guard for one exchange (not a timing assertion).
 const LIMIT: Duration = Duration::from_secs(60);
-
-/// A child process killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-struct Home(PathBuf);
-
-impl Home {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("p2pd-labmapnode-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        Home(p)
-    }
-}
-
-impl Drop for Home {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn node_flags(home: &Home) -> Vec<String> {
     vec![
@@ -72,107 +44,6 @@ fn node_flags(home: &Home) -> Vec<String> {
         "--json".into(),
         "-v".into(),
     ]
-}
-
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
-/// A node process: stdin fed then closed, stdout hashed, stderr lines forwarded.
-struct Node {
-    proc: Proc,
-    stderr: mpsc::Receiver<String>,
-    out: mpsc::Receiver<(usize, [u8; 32])>,
-}
-
-fn spawn(host: &Host, args: Vec<String>, data: Vec<u8>, tag: &'static str) -> Node {
-    let mut child = host
-        .ns()
-        .command(BIN, &args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn p2pd in the namespace");
-    let mut stdin = child.stdin.take().unwrap();
-    std::thread::spawn(move || {
-        let _ = stdin.write_all(&data);
-    });
-    let mut stdout = child.stdout.take().unwrap();
-    let (otx, out) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut h = Sha256::new();
-        let mut n = 0;
-        let mut buf = vec![0u8; 64 * 1024];
-        while let Ok(k) = stdout.read(&mut buf) {
-            if k == 0 {
-                break;
-            }
-            n += k;
-            h.update(&buf[..k]);
-        }
-        let _ = otx.send((n, h.finalize().into()));
-    });
-    let stderr = child.stderr.take().unwrap();
-    let (etx, erx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            eprintln!("[{tag}] {line}");
-            if etx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Node {
-        proc: Proc(child),
-        stderr: erx,
-        out,
-    }
-}
-
-fn wait_event(rx: &mpsc::Receiver<String>, event: &str, limit: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {event} line within {limit:?}"));
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["event"] == event
-        {
-            return v;
-        }
-    }
-}
-
-impl Node {
-    fn finish(mut self) -> (std::process::ExitStatus, usize, [u8; 32]) {
-        let deadline = Instant::now() + LIMIT;
-        let status = loop {
-            if let Some(s) = self.proc.0.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "p2pd did not exit within {LIMIT:?}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        };
-        let (n, h) = self
-            .out
-            .recv_timeout(Duration::from_secs(10))
-            .expect("stdout hashed");
-        (status, n, h)
-    }
 }
 
 /// Whether a plain TCP listener on `port` of `inside` is reachable from `outside` at
@@ -283,8 +154,8 @@ fn listen_maps_its_port_by_each_protocol_and_a_public_peer_connects_direct() {
         assert_eq!(cv["strategy"], "direct", "{via}: {cv}");
         assert_eq!(lv["strategy"], "direct", "{via}: {lv}");
         assert_eq!(cv["remote"], external.to_string(), "{via}: {cv}");
-        let (cs, cn, ch) = c.finish();
-        let (ls, ln, lh) = l.finish();
+        let (cs, cn, ch) = c.finish(LIMIT);
+        let (ls, ln, lh) = l.finish(LIMIT);
         assert!(cs.success(), "connect exited with {cs}");
         assert!(ls.success(), "listen exited with {ls}");
         assert_eq!((cn, ln), (LEN, LEN), "bytes received (connector, listener)");
@@ -313,7 +184,7 @@ fn listen_maps_its_port_by_each_protocol_and_a_public_peer_connects_direct() {
     let c = spawn(lab.host(0), args, Vec::new(), "connect-off");
     wait_event(&c.stderr, "started", LIMIT);
     let off_ms = spawned.elapsed().as_millis();
-    let _ = c.finish();
+    let _ = c.finish(LIMIT);
     eprintln!("start-up to 'started', silent gateway: portmap on {start_ms:?} ms, off {off_ms} ms");
 }
 
@@ -356,8 +227,8 @@ fn listen_renews_a_short_lease() {
     let cv = wait_event(&c.stderr, "connected", LIMIT);
     assert_eq!(cv["strategy"], "direct", "{cv}");
     assert_eq!(cv["remote"], external.to_string(), "{cv}");
-    let (cs, cn, _) = c.finish();
-    let (ls, ln, _) = l.finish();
+    let (cs, cn, _) = c.finish(LIMIT);
+    let (ls, ln, _) = l.finish(LIMIT);
     assert!(cs.success() && ls.success(), "exits: {cs}, {ls}");
     assert_eq!((cn, ln), (4, 2));
 }
