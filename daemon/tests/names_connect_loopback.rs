@@ -12,12 +12,12 @@ mod node_common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{ChildStderr, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::BIN;
-use node_common::{Proc, Servers, TempDir, free_port, servers};
+use node_common::{Proc, Servers, TempDir, free_port, payload, servers, stderr_lines, wait_event};
 use p2pd_core::addr::NodeAddr;
 
 /// Bytes sent each way.
@@ -63,50 +63,6 @@ fn node_args(s: &Servers, mqtt: &[SocketAddr], home: &TempDir) -> Vec<String> {
         v.push(m.to_string());
     }
     v
-}
-
-/// stderr lines of a child, read on a thread.
-fn stderr_lines(stderr: ChildStderr, tag: &'static str) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { return };
-            eprintln!("[{tag}] {line}");
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-/// The first JSON line with `"event": event`, within `limit`.
-fn wait_event(rx: &mpsc::Receiver<String>, event: &str, limit: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no {event} line within {limit:?}"));
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-            && v["event"] == event
-        {
-            return v;
-        }
-    }
-}
-
-/// Deterministic bytes: a seeded xorshift stream.
-fn payload(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
 }
 
 /// A node process: stdin fed from `data` then closed, stdout collected.

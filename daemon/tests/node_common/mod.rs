@@ -142,3 +142,54 @@ pub fn servers(tag: &str) -> Option<Servers> {
         turn: turn_addr,
     })
 }
+
+/// stderr lines of a child, read on a thread (echoed with `tag`).
+pub fn stderr_lines(
+    stderr: std::process::ChildStderr,
+    tag: &'static str,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { return };
+            eprintln!("[{tag}] {line}");
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The first JSON line with `"event": event`, within `limit`.
+pub fn wait_event(
+    rx: &std::sync::mpsc::Receiver<String>,
+    event: &str,
+    limit: Duration,
+) -> serde_json::Value {
+    let deadline = Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("no {event} line within {limit:?}"));
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+            && v["event"] == event
+        {
+            return v;
+        }
+    }
+}
+
+/// Deterministic bytes: a seeded xorshift stream.
+pub fn payload(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
