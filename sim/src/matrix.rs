@@ -150,7 +150,7 @@ impl PairNet {
             HostConfig::default()
                 .with_interface(InterfaceConfig::new(Attachment::Internet).with_ip(broker.ip())),
         )?;
-        net.attach(bhost, SimBroker::new(broker, seed ^ 0xb0))?;
+        net.attach(bhost, SimBroker::new(broker))?;
 
         let link = LinkConfig {
             loss,

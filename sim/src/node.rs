@@ -114,7 +114,7 @@ impl SimNode {
         seed: u64,
         now: Instant,
     ) -> Self {
-        let mut tcp = TcpStack::new(seed);
+        let mut tcp = TcpStack::new();
         for l in &cfg.listen {
             tcp.listen(*l);
         }
@@ -776,8 +776,8 @@ pub struct SimBroker {
 
 impl SimBroker {
     /// A broker listening on `addr`.
-    pub fn new(addr: SocketAddr, seed: u64) -> Self {
-        let mut tcp = TcpStack::new(seed);
+    pub fn new(addr: SocketAddr) -> Self {
+        let mut tcp = TcpStack::new();
         tcp.listen(addr);
         SimBroker {
             tcp,

@@ -145,11 +145,15 @@ pub struct TcpStack {
     stream: StreamConfig,
 }
 
+impl Default for TcpStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl TcpStack {
-    /// An empty stack. `seed` is kept for future randomness (initial sequence numbers are not
-    /// modelled) so that callers already pass one.
-    pub fn new(seed: u64) -> Self {
-        let _ = seed;
+    /// An empty stack. It draws no randomness: sequence numbers are not modelled.
+    pub fn new() -> Self {
         TcpStack {
             listeners: Vec::new(),
             conns: BTreeMap::new(),

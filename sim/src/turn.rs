@@ -38,7 +38,7 @@ pub struct TurnEndpoint {
 impl TurnEndpoint {
     /// Wraps a server.
     pub fn new(server: TurnServer, listen: SocketAddr) -> Self {
-        let mut tcp = TcpStack::new(0);
+        let mut tcp = TcpStack::new();
         tcp.listen(listen);
         TurnEndpoint {
             server,

@@ -26,7 +26,7 @@ struct App {
 
 impl App {
     fn new(listen: Option<SocketAddr>) -> Self {
-        let mut tcp = TcpStack::new(0);
+        let mut tcp = TcpStack::new();
         if let Some(l) = listen {
             tcp.listen(l);
         }
